@@ -1,0 +1,1 @@
+"""asr-kd data preparation: audio corpora -> Kaldi data dirs -> fbank feature stores -> alignments."""
