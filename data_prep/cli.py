@@ -5,6 +5,7 @@ from __future__ import annotations
 from asr_kd.cli_registry import run
 
 COMMANDS = [
+    ("download", "data_prep.download", "download LibriSpeech parts + lexicon + ARPA LMs (resumable, md5-verified)"),
     ("synth-corpus", "data_prep.synth_corpus", "synthesise the offline mini speech corpus in LibriSpeech layout"),
     ("make-data-dir", "data_prep.librispeech", "LibriSpeech-layout split -> Kaldi data dir (bad input listed)"),
     ("validate-data-dir", "data_prep.validate_data_dir", "check a Kaldi data dir (like validate_data_dir.sh)"),
