@@ -21,15 +21,23 @@ from typing import Sequence
 from asr_kd.io_utils import setup_logging
 
 
+class _ConfArgumentParser(argparse.ArgumentParser):
+    """Reads ``@conf/file.conf`` arguments: Kaldi-style option files, ``--opt value`` per line, ``#`` comments."""
+
+    def convert_arg_line_to_args(self, arg_line: str) -> list[str]:
+        return arg_line.split("#", 1)[0].split()
+
+
 def build_parser(prog: str, description: str, commands: Sequence[tuple[str, str, str]]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     epilog="Options of a subcommand may also come from files: @conf/x.conf")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ConfArgumentParser)
     sub.required = True
     for name, module, help_text in commands:
         if importlib.util.find_spec(module) is None:
             continue
-        p = sub.add_parser(name, help=help_text, description=help_text,
+        p = sub.add_parser(name, help=help_text, description=help_text, fromfile_prefix_chars="@",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.set_defaults(_module=module)
         importlib.import_module(module).add_arguments(p)

@@ -36,3 +36,14 @@ def test_top_level_help_lists_available_commands():
 def test_unknown_command_fails():
     out = subprocess.run([sys.executable, "-m", "asr_kd.cli", "no-such-stage"], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
+
+
+def test_conf_file_arguments(tmp_path):
+    """``@file`` arguments: one or more options per line, comments ignored (Kaldi conf style)."""
+    conf = tmp_path / "dl.conf"
+    conf.write_text("# download options\n--parts dev-clean test-clean  # two parts\n--keep-archives\n")
+    from asr_kd.cli_registry import build_parser
+
+    parser = build_parser("data-prep", "", [c for c in prep_cli.COMMANDS if c[0] == "download"])
+    args = parser.parse_args(["download", "--out-dir", str(tmp_path), f"@{conf}"])
+    assert args.parts == ["dev-clean", "test-clean"] and args.keep_archives
