@@ -32,9 +32,13 @@ def splice(
     ``feats`` is the whole split ``(N, D)`` (any dtype; float16 on the device is the intended use),
     ``starts``/``lengths`` the utterance index as int64 tensors on the same device.
     """
-    frame_idx = frame_idx.to(torch.int64)
+    if left < 0 or right < 0:
+        raise ValueError(f"context sizes must be >= 0, got left={left} right={right}")
+    frame_idx = frame_idx.to(device=feats.device, dtype=torch.int64)
     first, last = utterance_bounds(starts, lengths, frame_idx)
     offsets = torch.arange(-left, right + 1, device=feats.device, dtype=torch.int64)
     rows = frame_idx[:, None] + offsets[None, :]
     rows = torch.maximum(torch.minimum(rows, last[:, None]), first[:, None])
-    return feats[rows].reshape(frame_idx.shape[0], -1)
+    # index_select on the flattened rows: ~4-6x faster than advanced indexing feats[rows] for float16 on
+    # CPU (benchmarks/bench_features.py), identical result.
+    return feats.index_select(0, rows.reshape(-1)).reshape(frame_idx.shape[0], -1)

@@ -36,6 +36,7 @@ class FeatureStore:
     lengths: np.ndarray  # int64 (num_utts,)
     speakers: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+    _index: dict[str, int] | None = field(default=None, repr=False, compare=False)  # utt_id -> row, lazily
 
     @classmethod
     def open(cls, root: str | os.PathLike, mmap: bool = True) -> "FeatureStore":
@@ -71,7 +72,10 @@ class FeatureStore:
         return {u: i for i, u in enumerate(self.utt_ids)}
 
     def utt(self, utt_id: str) -> np.ndarray:
-        i = self.utt_ids.index(utt_id)
+        """Frames of one utterance (a view into ``feats``); KeyError for an unknown utterance."""
+        if self._index is None or len(self._index) != len(self.utt_ids):
+            self._index = self.utt_index()
+        i = self._index[utt_id]
         s = int(self.starts[i])
         return self.feats[s : s + int(self.lengths[i])]
 
@@ -148,16 +152,27 @@ class FeatureStoreWriter:
         return self._feats[: self._pos]
 
     def close(self, meta: dict[str, Any], extra_files: dict[str, Any] | None = None) -> FeatureStore:
+        """Finish the store: truncate ``feats.npy``, write the index, ``meta.json`` and ``extra_files``
+        (``name -> dict of arrays`` is saved with ``np.savez``, ``name -> str`` as a text file), then
+        rename the temporary directory onto ``root`` (replacing an older store)."""
+        if self._feats is None:
+            raise RuntimeError(f"{self.root}: writer already closed or aborted")
         self._feats.flush()
         capacity = self._feats.shape[0]
-        del self._feats
+        self._feats = None
         if self._pos != capacity:
             _truncate_npy(self.tmp_root / FEATS, self._pos, self.dim)
         write_index(self.tmp_root / INDEX, self.utt_ids, self.lengths, self.speakers)
+        for name, content in (extra_files or {}).items():
+            if isinstance(content, str):
+                write_text(self.tmp_root / name, content)
+            else:
+                with atomic_path(self.tmp_root / name) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.savez(f, **content)
+        # meta.json last: its presence marks a complete store (resumable stages check it).
         meta = dict(meta, num_frames=self._pos, num_utts=len(self.utt_ids), dim=self.dim, dtype="float16")
         write_json(self.tmp_root / META, meta)
-        for name, arrays in (extra_files or {}).items():
-            np.savez(self.tmp_root / name, **arrays)
         if self.root.exists():
             old = self.root.with_name(f".{self.root.name}.old")
             if old.exists():
@@ -168,6 +183,19 @@ class FeatureStoreWriter:
         else:
             os.replace(self.tmp_root, self.root)
         return FeatureStore.open(self.root)
+
+    def abort(self) -> None:
+        """Drop everything written so far; an existing store at ``root`` is left untouched."""
+        self._feats = None
+        _rmtree(self.tmp_root)
+
+    def __enter__(self) -> "FeatureStoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self._feats is not None:
+            # An exception, or leaving the block without close(): never leave a half-written store.
+            self.abort()
 
 
 def write_store(root: str | os.PathLike, feats: np.ndarray, utt_ids: list[str], lengths: list[int],
@@ -182,16 +210,31 @@ def write_store(root: str | os.PathLike, feats: np.ndarray, utt_ids: list[str], 
 
 
 def _truncate_npy(path: Path, rows: int, dim: int) -> None:
-    """Shrink a (capacity, dim) .npy file to its first ``rows`` rows without reading it into memory."""
-    src = np.load(path, mmap_mode="r")
-    with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(max(rows, 0), dim))
-        step = 1 << 22
-        for s in range(0, rows, step):
-            out[s : s + step] = src[s : min(rows, s + step)]
-        out.flush()
-        del out
-    del src
+    """Shrink a (capacity, dim) float16 .npy file to its first ``rows`` rows in place, in O(1).
+
+    The header is rewritten with the new shape (padded to its old length, so the data offset does not
+    move) and the file is truncated: no copy of the data, which matters for 28 GB stores.
+    """
+    with open(path, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"{path}: unsupported .npy format version {version}")
+        data_offset = f.tell()
+        if fortran or dtype != np.float16 or len(shape) != 2 or shape[1] != dim or rows > shape[0]:
+            raise ValueError(f"{path}: cannot truncate array {dtype} {shape} to {rows} rows")
+        prefix_len = 8 + (2 if version == (1, 0) else 4)  # magic + version + header length field
+        header_len = data_offset - prefix_len
+        text = repr({"descr": dtype.str, "fortran_order": False, "shape": (rows, dim)})
+        text = text.ljust(header_len - 1) + "\n"
+        if len(text) != header_len:
+            raise ValueError(f"{path}: new .npy header does not fit the old one")
+        f.seek(prefix_len)
+        f.write(text.encode("latin1"))
+        f.truncate(data_offset + rows * dim * dtype.itemsize)
 
 
 def _rmtree(path: Path) -> None:
