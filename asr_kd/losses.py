@@ -1,0 +1,74 @@
+"""Distillation losses (paper section 2), written for stacks of models.
+
+Every loss takes logits shaped ``(..., B, P)`` (any leading "member" dimensions, e.g. one student per
+temperature) and returns the mean over the ``B`` frames, keeping the leading dimensions: a plain
+``(B, P)`` batch gives a scalar, a stack ``(M, B, P)`` gives ``(M,)`` per-member losses.
+
+- hard CE: ``CE(y, softmax(z))``
+- soft CE at temperature ``T``: ``T^2 * CE(p_teacher(T), softmax(z / T))`` -- the ``T^2`` keeps the size of
+  its gradient (which scales as ``1 / T^2``) comparable across temperatures and with the hard term
+- distillation: ``soft + hard_weight * hard`` from the same student logits (paper: weight 0.5)
+- logit matching: ``0.5 * mean_i (z_i - v_i)^2`` over classes on zero-mean logits; its gradient
+  ``(z_i - v_i) / P`` is the high-temperature limit of the (``T^2``-scaled) soft CE gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _as_temperature(temperature: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor | float:
+    if isinstance(temperature, torch.Tensor):
+        t = temperature.to(device=like.device, dtype=like.dtype)
+        # one temperature per leading member: (M,) -> (M, 1, 1)
+        return t.reshape(t.shape + (1,) * (like.dim() - t.dim()))
+    return float(temperature)
+
+
+def hard_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with hard labels; ``labels`` broadcast to ``logits.shape[:-1]`` (int64 class ids)."""
+    labels = labels.expand(logits.shape[:-1])
+    nll = -torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return nll.mean(dim=-1)
+
+
+def soft_ce(logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+    """``T^2 * CE(teacher_probs, softmax(logits / T))``, mean over frames.
+
+    ``teacher_probs`` (the ensemble distribution at the same ``T``) broadcasts against ``logits``;
+    ``temperature`` is a float or one value per leading member.
+    """
+    t = _as_temperature(temperature, logits)
+    log_q = torch.log_softmax(logits / t, dim=-1)
+    ce = -(teacher_probs * log_q).sum(dim=-1).mean(dim=-1)
+    t2 = t * t if isinstance(t, float) else (t * t).reshape(ce.shape)
+    return t2 * ce
+
+
+def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor,
+                      temperature: float | torch.Tensor, hard_weight: float = 0.5) -> torch.Tensor:
+    """``T^2 * CE(p_teacher(T), q(T)) + hard_weight * CE(y, q(1))`` (``hard_weight = 0``: soft targets only)."""
+    loss = soft_ce(logits, teacher_probs, temperature)
+    if hard_weight:
+        loss = loss + hard_weight * hard_ce(logits, labels)
+    return loss
+
+
+def zero_mean(logits: torch.Tensor) -> torch.Tensor:
+    return logits - logits.mean(dim=-1, keepdim=True)
+
+
+def logit_matching(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """``0.5 * mean over classes of (zbar - vbar)^2``, mean over frames (zbar, vbar: zero-mean logits).
+
+    ``teacher_logits`` should already be zero-mean per teacher (for an ensemble: the mean of the members'
+    zero-mean logits); it is centred again here, which is a no-op in that case.
+    """
+    diff = zero_mean(logits) - zero_mean(teacher_logits)
+    return 0.5 * diff.pow(2).mean(dim=-1).mean(dim=-1)
+
+
+def frame_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Number of frames whose argmax is the label, per leading member."""
+    return (logits.argmax(dim=-1) == labels).sum(dim=-1)
