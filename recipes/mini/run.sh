@@ -4,9 +4,18 @@
 #   0  synthesise the corpus (train ~2 h, dev/test ~15 min) into data/corpus
 #   1  Kaldi data dirs data/{train,dev,test} (+ validation; skipped utterances in skipped.tsv)
 #   2  fbank + CMVN feature stores data/fbank/{train,dev,test}
-# Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage M] [--size default|tiny] [--jobs 2]
-# Outputs go to <dir>/data and <dir>/exp (default dir: recipes/mini); a finished step leaves exp/done/<step>.done
-# and is skipped on a rerun (delete the marker to redo it).
+#   3  lang dir (CMUdict lexicon, L.fst) + trigram LM from the train text only
+#   4  flat-start alignment: mono -> decision tree -> tri; tied-state labels exp/tri/ali/<split>/pdf.npy
+#   5  baseline DNN (hard labels)
+#   6  teacher ensemble (--num-teachers members, different seeds)
+#   7  distillation sweep T in {1,2,5,10}, one teacher pass per batch shared by the students
+#   8  paper section 6: soft targets as a regularizer on 3% of train (only with --regularizer true)
+#   9  frame accuracy + HCLG graph + decoding/WER on dev and test for every model
+#  10  report: exp/report.md (+ plots), Table-1 layout printed at the end
+#  11  export the best student for a decoder (TorchScript + ONNX + priors + config) into exp/export
+# Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage M] [--size default|tiny] [--jobs 2] ...
+# Outputs go to <dir>/data and <dir>/exp (default dir: recipes/mini); a finished step leaves
+# exp/done/<step>.done (holding its wall time in seconds) and is skipped on a rerun.
 
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,11 +24,14 @@ source "$repo/recipes/shared/common.sh"
 
 stage=0
 stop_stage=100
-size=default   # default: ~2 h train; tiny: a few utterances (smoke test)
+size=default       # default: ~2 h train; tiny: a few utterances per split (smoke test, minutes)
 jobs=2
 seed=1
-dir=$here       # where data/ and exp/ go
-_recipe_options="stage stop_stage size jobs seed dir"
+num_teachers=4     # ensemble size (paper: 10); sized for ~15 min of CPU for all models
+regularizer=false  # stage 8 (paper section 6)
+dir=$here          # where data/ and exp/ go
+conf=$here/conf
+_recipe_options="stage stop_stage size jobs seed num_teachers regularizer dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -30,11 +42,17 @@ mkdir -p "$dir" && cd "$dir"
 done_dir=exp/done
 splits="train dev test"
 
-synth_opts=""
-[ "$size" = tiny ] && synth_opts="--tiny"
+synth_opts=() ; model_opts=() ; align_opts=()
+if [ "$size" = tiny ]; then
+  synth_opts=(--tiny)
+  align_opts=(--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4)
+  model_opts=(--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1)
+fi
+data_opts=(--train-feats data/fbank/train --train-labels exp/tri/ali/train/pdf.npy
+           --dev-feats data/fbank/dev --dev-labels exp/tri/ali/dev/pdf.npy --num-pdfs-file exp/tri/num_pdfs)
 
 run_step 0 synth_corpus \
-  data-prep synth-corpus --out-dir data/corpus --seed "$seed" --jobs "$jobs" $synth_opts
+  data-prep synth-corpus --out-dir data/corpus --seed "$seed" --jobs "$jobs" "${synth_opts[@]}"
 
 make_data_dirs() {
   for s in $splits; do
@@ -51,4 +69,75 @@ compute_features() {
 }
 run_step 2 features compute_features
 
-log "mini recipe: stages $stage..$stop_stage done"
+lang_and_lm() {
+  data-prep prepare-lang --text data/train/text data/dev/text data/test/text --out data/lang
+  # the LM sees the train sentences only (never dev/test); its vocabulary is the lang dir's words
+  asr-kd make-lm --text data/corpus/lm_text.txt --vocab data/lang/words.txt --order 3 --out data/lm/3gram.arpa
+}
+run_step 3 lang_lm lang_and_lm
+
+run_step 4 align \
+  data-prep align --lang data/lang --fbank-dir data/fbank --data-dir data --exp exp --splits $splits \
+  --jobs "$jobs" --seed "$seed" "@$conf/align.conf" "${align_opts[@]}"
+
+run_step 5 baseline \
+  asr-kd train "${data_opts[@]}" --out exp/baseline --seed "$seed" "@$conf/model.conf" "${model_opts[@]}"
+
+run_step 6 teachers \
+  asr-kd train-ensemble "${data_opts[@]}" --out exp/teachers --num-members "$num_teachers" \
+  --seed $((seed + 100)) "@$conf/model.conf" "${model_opts[@]}"
+
+run_step 7 students \
+  asr-kd distill "${data_opts[@]}" --teachers exp/teachers --out exp/students --seed $((seed + 200)) \
+  "@$conf/distill.conf" "@$conf/model.conf" "${model_opts[@]}"
+
+if [ "$regularizer" = true ]; then
+  run_step 8 regularizer \
+    asr-kd regularizer "${data_opts[@]}" --teacher exp/baseline --fraction 0.03 \
+    --test-feats data/fbank/test --test-labels exp/tri/ali/test/pdf.npy --out exp/regularizer \
+    --seed $((seed + 300)) "@$conf/model.conf" "${model_opts[@]}"
+fi
+
+frame_accuracy() {
+  for s in dev test; do
+    asr-kd evaluate --models exp/baseline exp/teachers exp/students \
+      --feats "data/fbank/$s" --labels "exp/tri/ali/$s/pdf.npy" --out "exp/results/frame_acc_$s.json"
+  done
+}
+run_step 9 frame_accuracy frame_accuracy
+
+run_step 9 graph \
+  asr-kd make-graph --lang data/lang --arpa data/lm/3gram.arpa --tree exp/tri/tree --model exp/tri/final.mdl \
+  --out exp/graph
+
+decode_all() {
+  local name model_args
+  for s in dev test; do
+    for name in baseline ensemble student_T1 student_T2 student_T5 student_T10; do
+      case $name in
+        baseline) model_args=(--model exp/baseline/final.pt) ;;
+        ensemble) model_args=(--ensemble exp/teachers) ;;
+        student_T*) model_args=(--model "exp/students/T${name#student_T}/final.pt") ;;
+      esac
+      asr-kd decode "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$s" --data "data/$s" \
+        --graph exp/graph --out "exp/decode/$name/$s" --num-jobs "$jobs" "@$conf/decode.conf"
+    done
+  done
+}
+run_step 9 decode decode_all
+
+# the report is cheap and always regenerated from whatever the run has produced so far
+if [ 10 -ge "$stage" ] && [ 10 -le "$stop_stage" ]; then
+  log "stage 10: report"
+  asr-kd report --exp exp --data data --out exp/report.md
+fi
+
+export_best() {
+  local best
+  best=$(python -c 'import json; print(json.load(open("exp/students/best.json"))["best"])')
+  asr-kd export --model "exp/students/$best/final.pt" --priors exp/tri/pdf_counts.npy --feats data/fbank/train \
+    --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang data/lang --out exp/export
+}
+run_step 11 export export_best
+
+log "mini recipe: stages $stage..$stop_stage done; report: $dir/exp/report.md"
