@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# LibriSpeech recipe: the paper's section-4 experiment (baseline, 10-member teacher ensemble, distilled
+# students at T in {1,2,5,10}) on LibriSpeech, Kaldi/icefall style. Stages:
+#   0  download LibriSpeech parts, the lexicon and the ARPA LM (skipped with --corpus-dir / --lm-dir copies)
+#   1  Kaldi data dirs: train (--train-parts), dev-clean/dev-other, test-clean/test-other
+#   2  fbank + CMVN feature stores
+#   3  lang dir from librispeech-lexicon.txt + the published pruned trigram ARPA LM
+#   4  alignment (flat start -> tree with --num-leaves 14000 -> tri), or --kaldi-ali DIR to import
+#      Kaldi pdf alignments (ali-to-pdf output: DIR/<split>.ark) instead
+#   5  baseline DNN (8 x 2560), 6 teacher ensemble (--num-teachers 10), 7 distillation sweep
+#   8  section-6 regularizer (--regularizer true), 9 frame accuracy + graph + decoding with every model,
+#  10  report (exp/report.md), 11 export of the best student
+# Models train on GPUs: --ngpu N runs the training stages through torchrun (DDP, one process per GPU).
+# Usage: bash recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--corpus-dir DIR] [--ngpu 8] ...
+# See recipes/librispeech/README.md for expected GPU hours and disk.
+
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+source "$repo/recipes/shared/common.sh"
+
+stage=0
+stop_stage=100
+dir=$here                   # where data/ and exp/ go
+conf=$here/conf
+corpus_dir=""               # existing copy containing LibriSpeech/<part>; empty: download into <dir>/download
+lm_dir=""                   # existing copy of librispeech-lexicon.txt + 3-gram.pruned.1e-7.arpa.gz
+train_parts="train-clean-100"   # or "train-clean-100 train-clean-360" (460 h), + train-other-500 (960 h)
+dev_parts="dev-clean dev-other"
+test_parts="test-clean test-other"
+kaldi_ali=""                # import Kaldi pdf alignments from this dir instead of aligning
+num_teachers=10
+ngpu=0                      # >0: training stages run under torchrun with this many processes
+jobs=$(nproc)
+regularizer=false
+_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali num_teachers ngpu jobs regularizer"
+parse_options "$@"
+
+bash "$repo/scripts/setup_env.sh"
+export PATH="$repo/.venv/bin:$PATH"
+
+mkdir -p "$dir" && cd "$dir"
+done_dir=exp/done
+[ -n "$corpus_dir" ] || corpus_dir=$dir/download
+[ -n "$lm_dir" ] || lm_dir=$dir/download/lm
+dev_main=${dev_parts%% *}
+eval_parts="$dev_parts $test_parts"
+
+train() {  # train SUBCOMMAND ARGS...: one process, or torchrun over --ngpu GPUs
+  if [ "$ngpu" -gt 0 ]; then
+    torchrun --standalone --nproc-per-node "$ngpu" -m asr_kd.cli "$@"
+  else
+    asr-kd "$@"
+  fi
+}
+
+download_all() {
+  local parts="" p
+  for p in $train_parts $dev_parts $test_parts; do
+    [ -d "$corpus_dir/LibriSpeech/$p" ] || parts="$parts $p"
+  done
+  if [ -n "$parts" ]; then
+    data-prep download --out-dir "$corpus_dir" --parts $parts
+  fi
+  if [ ! -f "$lm_dir/librispeech-lexicon.txt" ] || [ ! -f "$lm_dir/3-gram.pruned.1e-7.arpa.gz" ]; then
+    data-prep download --out-dir "$corpus_dir" --parts $dev_parts --lm-dir "$lm_dir" \
+      --lm-files librispeech-lexicon.txt 3-gram.pruned.1e-7.arpa.gz
+  fi
+}
+run_step 0 download download_all
+
+make_data_dirs() {
+  local p
+  for p in $train_parts $dev_parts $test_parts; do
+    data-prep make-data-dir --corpus-dir "$corpus_dir/LibriSpeech" --split "$p" --out "data/$p" --jobs "$jobs"
+    data-prep validate-data-dir "data/$p"
+  done
+  # the training set is the union of the train parts (Kaldi's combine_data.sh)
+  python -m data_prep.combine_data_dirs --out data/train $(printf 'data/%s ' $train_parts)
+  data-prep validate-data-dir data/train
+}
+run_step 1 data_dirs make_data_dirs
+
+compute_features() {
+  local p
+  for p in train $eval_parts; do
+    data-prep compute-fbank --data "data/$p" --out "data/fbank/$p" --jobs "$jobs" "@$conf/fbank.conf"
+  done
+}
+run_step 2 features compute_features
+
+lang_and_lm() {
+  data-prep prepare-lang --text data/train/text $(printf 'data/%s/text ' $eval_parts) \
+    --lexicon "$lm_dir/librispeech-lexicon.txt" --out data/lang
+  asr-kd make-lm --arpa "$lm_dir/3-gram.pruned.1e-7.arpa.gz" --out data/lm/3gram.arpa
+}
+run_step 3 lang_lm lang_and_lm
+
+align_or_import() {
+  if [ -n "$kaldi_ali" ]; then
+    local p n
+    n=$(cat "$kaldi_ali/num_pdfs")
+    for p in train $eval_parts; do
+      data-prep import-kaldi-ali --ali "$kaldi_ali/$p.ark" --store "data/fbank/$p" --num-pdfs "$n" --out "exp/tri/ali/$p"
+    done
+  else
+    data-prep align --lang data/lang --fbank-dir data/fbank --data-dir data --exp exp \
+      --splits train $eval_parts --jobs "$jobs" "@$conf/align.conf"
+  fi
+}
+run_step 4 align align_or_import
+
+data_opts=(--train-feats data/fbank/train --train-labels exp/tri/ali/train/pdf.npy
+           --dev-feats "data/fbank/$dev_main" --dev-labels "exp/tri/ali/$dev_main/pdf.npy" --num-pdfs-file exp/tri/num_pdfs)
+run_step 5 baseline train train "${data_opts[@]}" --out exp/baseline "@$conf/model.conf"
+run_step 6 teachers train train-ensemble "${data_opts[@]}" --out exp/teachers --num-members "$num_teachers" \
+  --seed 100 "@$conf/model.conf"
+run_step 7 students train distill "${data_opts[@]}" --teachers exp/teachers --out exp/students --seed 200 \
+  "@$conf/distill.conf" "@$conf/model.conf"
+if [ "$regularizer" = true ]; then
+  run_step 8 regularizer train regularizer "${data_opts[@]}" --teacher exp/baseline --fraction 0.03 \
+    --test-feats data/fbank/test-clean --test-labels exp/tri/ali/test-clean/pdf.npy --out exp/regularizer \
+    "@$conf/model.conf"
+fi
+
+frame_accuracy() {
+  local p
+  for p in $eval_parts; do
+    asr-kd evaluate --models exp/baseline exp/teachers exp/students \
+      --feats "data/fbank/$p" --labels "exp/tri/ali/$p/pdf.npy" --out "exp/results/frame_acc_$p.json"
+  done
+}
+run_step 9 frame_accuracy frame_accuracy
+run_step 9 graph asr-kd make-graph --lang data/lang --arpa data/lm/3gram.arpa --tree exp/tri/tree \
+  --model exp/tri/final.mdl --out exp/graph
+
+decode_all() {
+  local p name model_args device=cpu
+  [ "$ngpu" -gt 0 ] && device=cuda
+  for p in $eval_parts; do
+    for name in baseline ensemble student_T1 student_T2 student_T5 student_T10; do
+      case $name in
+        baseline) model_args=(--model exp/baseline/final.pt) ;;
+        ensemble) model_args=(--ensemble exp/teachers) ;;
+        student_T*) model_args=(--model "exp/students/T${name#student_T}/final.pt") ;;
+      esac
+      asr-kd decode "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$p" --data "data/$p" \
+        --graph exp/graph --out "exp/decode/$name/$p" --device "$device" --num-jobs "$jobs" "@$conf/decode.conf"
+    done
+  done
+}
+run_step 9 decode decode_all
+
+if [ 10 -ge "$stage" ] && [ 10 -le "$stop_stage" ]; then
+  log "stage 10: report"
+  asr-kd report --exp exp --data data --out exp/report.md
+fi
+
+export_best() {
+  local best
+  best=$(python -c 'import json; print(json.load(open("exp/students/best.json"))["best"])')
+  asr-kd export --model "exp/students/$best/final.pt" --priors exp/tri/pdf_counts.npy --feats data/fbank/train \
+    --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang data/lang --out exp/export
+}
+run_step 11 export export_best
+
+log "librispeech recipe: stages $stage..$stop_stage done"
