@@ -218,6 +218,8 @@ def torchscript_fresh_process_diff(module: LoglikeModule, ts_path: Path, feat_di
     x = torch.randn(2, 33, feat_dim, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         want = module(x).numpy()
+    workdir = workdir.resolve()  # the check runs with cwd=workdir: every path must be absolute
+    ts_path = ts_path.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     np.save(workdir / "x.npy", x.numpy())
     np.save(workdir / "want.npy", want)

@@ -61,19 +61,21 @@ class AlignStageConfig:
     exp: str = "exp"
     train_split: str = "train"
     splits: list[str] = field(default_factory=lambda: ["train", "dev", "test"])
+    mono_subset: int = 1000
     mono_iters: int = 25
-    mono_realign: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 23])
+    mono_realign: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 23])
     mono_gauss: int = 1000
     num_leaves: int = 800
     tree_min_count: float = 100.0
     tri_iters: int = 15
-    tri_realign: list[int] = field(default_factory=lambda: [1, 5, 10])
+    tri_realign: list[int] = field(default_factory=lambda: [4, 8, 12])
     tri_gauss: int = 4000
     beam: float = 10.0
     retry_beam: float = 40.0
     jobs: int = 2
     chunk_frames: int = 20000
     seed: int = 0
+    reference_timings: str | None = None  # <dir>/<split>/<utt>.txt reference phone timings (synthetic corpora)
     force: bool = False
 
 
@@ -206,12 +208,12 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
     feats = _feats(store_dir)
     x = torch.from_numpy(np.concatenate([np.asarray(feats[s:s + n], dtype=np.float32)
                                          for s, n in zip(starts, lengths)]))
-    gl = gmm.gauss_loglik(x)
     offs = np.concatenate([[0], np.cumsum(lengths)])
     failed: dict[int, str] = {}
     tids_out: list[np.ndarray | None] = [None] * len(rows)
-    if ctx.realign:
-        pdf_ll = gmm.pdf_loglik_from_gauss(gl).numpy()
+    pdf_ll = None
+    if ctx.realign:  # full scoring (every pdf) only where the Viterbi needs it
+        pdf_ll = gmm.log_likelihoods(x).numpy()
         lab = np.full(x.shape[0], -1, dtype=np.int64)
         for k, (r, u, w) in enumerate(zip(rows, utt_ids, words)):
             if w is None:
@@ -234,19 +236,18 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
     else:
         lab = np.asarray(labels, dtype=np.int64)
     stats = tid_counts = None
-    if ctx.accumulate:
-        stats = gmm.accumulate(x, lab, gl)
+    if ctx.accumulate:  # scores only the Gaussians of each frame's pdf
+        stats = gmm.accumulate(x, lab)
         good = [t for t in tids_out if t is not None]
         if good:
             tid_counts = np.bincount(np.concatenate(good), minlength=hmm.num_tids + 1).astype(np.float64)
     ll = 0.0
     nfr = 0
     if ctx.realign and not ctx.accumulate:  # per-frame log-likelihood of the alignment (final pass report)
-        keep = lab >= 0
-        if keep.any():
-            pl = gmm.pdf_loglik_from_gauss(gl[torch.from_numpy(keep)])
-            ll = float(pl.gather(1, torch.from_numpy(lab[keep])[:, None]).sum())
-            nfr = int(keep.sum())
+        keep = np.flatnonzero(lab >= 0)
+        if keep.size:
+            ll = float(pdf_ll[keep, lab[keep]].astype(np.float64).sum())
+            nfr = int(keep.size)
     return ChunkResult(list(rows), tids_out, failed, stats, tid_counts, ll, nfr)
 
 
@@ -344,12 +345,17 @@ class Aligner:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def flat_start_labels(split: SplitData, hmm: HmmModel, lang) -> tuple[np.ndarray, dict[int, str]]:
-    """Equal alignment of each utterance over the monophone states of ``SIL words SIL`` (pdf per frame)."""
+def flat_start_labels(split: SplitData, hmm: HmmModel, lang,
+                      rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """Equal alignment of each utterance over the monophone states of ``SIL words SIL`` (pdf per frame).
+
+    Only ``rows`` (default: all) are labelled; every other frame is -1."""
     labels = np.full(split.num_frames, -1, dtype=np.int32)
     skipped: dict[int, str] = {}
     sil = lang.phones[lang.optional_silence]
-    for r, ws in enumerate(split.word_strs):  # per utterance; the frames of one are split vectorised
+    rows = range(len(split.utt_ids)) if rows is None else [int(r) for r in rows]
+    for r in rows:  # per utterance; the frames of one are split vectorised
+        ws = split.word_strs[r]
         if ws is None:
             skipped[r] = "no transcript"
             continue
@@ -364,6 +370,16 @@ def flat_start_labels(split: SplitData, hmm: HmmModel, lang) -> tuple[np.ndarray
     return labels, skipped
 
 
+def shortest_rows(split: SplitData, n: int) -> np.ndarray:
+    """Rows of the ``n`` shortest utterances that have a transcript (Kaldi's ``subset_data_dir.sh --shortest``),
+    in store order; ``n <= 0`` or ``n >=`` the number of utterances: all of them."""
+    has_text = np.asarray([w is not None for w in split.words], dtype=bool)
+    cand = np.flatnonzero(has_text)
+    if n <= 0 or n >= cand.size:
+        return np.arange(len(split.utt_ids))
+    return np.sort(cand[np.argsort(split.lengths[cand], kind="stable")[:n]])
+
+
 def _init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, chunk: int = 1 << 18) -> DiagGmmSet:
     feats = np.load(Path(split.store_dir) / "feats.npy", mmap_mode="r")
     stats = None
@@ -375,9 +391,12 @@ def _init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, chunk: int = 
 
 def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmmSet, labels: np.ndarray,
                  iters: int, realign_iters: Sequence[int], target_gauss: int, opts: AlignOptions, name: str,
-                 seed: int = 0) -> tuple[DiagGmmSet, np.ndarray, list[dict]]:
+                 seed: int = 0, rows: np.ndarray | None = None) -> tuple[DiagGmmSet, np.ndarray, list[dict]]:
     """Kaldi-style training iterations. Returns the model, the transition ids of the last alignment and
-    per-iteration records (average per-frame log-likelihood, Gaussians, aligned/failed counts)."""
+    per-iteration records (average per-frame log-likelihood, Gaussians, aligned/failed counts).
+
+    ``rows`` restricts training to those utterances (e.g. the monophone subset); ``labels`` must be -1
+    outside them."""
     gen = torch.Generator().manual_seed(seed)
     tids = np.zeros(split.num_frames, dtype=np.int32)
     inc_iters = max(1, int(iters * 0.75))  # grow Gaussians over the first 3/4 of the iterations
@@ -390,7 +409,7 @@ def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmm
         if realign:
             opts_it = opts
             summ = aligner.run_pass(split, hmm, gmm, opts_it, realign=True, accumulate=True, labels=labels, tids=tids,
-                                    desc=f"{name} it{it} align+acc")
+                                    rows=rows, desc=f"{name} it{it} align+acc")
             have_tids = True
         else:
             summ = aligner.run_pass(split, hmm, gmm, opts, realign=False, accumulate=True, labels=labels,
@@ -457,7 +476,7 @@ def _save_system(d: Path, hmm: HmmModel, gmm: DiagGmmSet, history: list[dict], e
 
 def run_align(cfg: AlignStageConfig) -> dict:
     from asr_kd.kaldi import kaldi_hmm_gmm  # noqa: F401  (import order)
-    from data_prep.align_report import write_occupancy_png
+    from data_prep.align_report import boundary_agreement, ctm_sanity, read_ctm, write_occupancy_png
     from data_prep.data_dir import DataDir
     from data_prep.decision_tree import TiedStateTree, TreeStats, build_tree
     from data_prep.lang import LangDir, load_topology
@@ -486,12 +505,15 @@ def run_align(cfg: AlignStageConfig) -> dict:
             mono_tids = np.load(mono_dir / "ali" / cfg.train_split / "tid.npy")
             mono_hist = read_json(mono_dir / "history.json")
         else:
-            labels, skipped = flat_start_labels(train, mono, lang)
-            log.info("flat start: %d utterances equally aligned, %d skipped", len(train.utt_ids) - len(skipped),
-                     len(skipped))
+            mono_rows = shortest_rows(train, cfg.mono_subset)
+            labels, skipped = flat_start_labels(train, mono, lang, mono_rows)
+            log.info("monophone subset: %d of %d utterances (%.2f h); flat start: %d equally aligned, %d skipped",
+                     len(mono_rows), len(train.utt_ids), train.lengths[mono_rows].sum() * FRAME_SHIFT / 3600,
+                     len(mono_rows) - len(skipped), len(skipped))
             gmm = _init_gmm(train, labels, mono.num_pdfs)
             gmm, mono_tids, mono_hist = train_system(aligner, train, mono, gmm, labels, cfg.mono_iters,
-                                                     cfg.mono_realign, cfg.mono_gauss, opts, "mono", cfg.seed)
+                                                     cfg.mono_realign, cfg.mono_gauss, opts, "mono", cfg.seed,
+                                                     rows=mono_rows)
             # final mono alignment with the final model (feeds the tree)
             labels = np.full(train.num_frames, -1, np.int32)
             summ = aligner.run_pass(train, mono, gmm, opts, realign=True, accumulate=False, labels=labels,
@@ -566,12 +588,16 @@ def run_align(cfg: AlignStageConfig) -> dict:
             save_npy(d / "tid.npy", tids)
             write_ctm(d / "phones.ctm", sp, tids, tri, lang)
             write_failed(d / "failed.tsv", sp, summ.failed)
+            ctm = read_ctm(d / "phones.ctm")
+            sanity = ctm_sanity(ctm)
+            if cfg.reference_timings and (Path(cfg.reference_timings) / name).is_dir():
+                sanity["boundaries"] = boundary_agreement(ctm, Path(cfg.reference_timings) / name)
             audio_s = sp.num_frames * FRAME_SHIFT
             info = {"utterances": len(sp.utt_ids), "aligned": summ.aligned, "failed": len(summ.failed),
                     "fraction_aligned": summ.aligned / max(len(sp.utt_ids), 1),
                     "avg_loglik": summ.align_loglik / max(summ.align_frames, 1),
                     "frames": sp.num_frames, "aligned_frames": summ.align_frames,
-                    "seconds": round(summ.seconds, 2), "rtf": summ.seconds / max(audio_s, 1e-9)}
+                    "seconds": round(summ.seconds, 2), "rtf": summ.seconds / max(audio_s, 1e-9), "sanity": sanity}
             write_json(d / "done.json", info)
             report["splits"][name] = info
             log.info("%s: aligned %d / %d utterances (%.1f%%), avg loglik %.3f, RTF %.4f", name, summ.aligned,
@@ -620,6 +646,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exp", default=d.exp, help="writes <exp>/mono and <exp>/tri")
     parser.add_argument("--train-split", default=d.train_split, help="split the models are trained on")
     parser.add_argument("--splits", nargs="+", default=d.splits, help="splits to align with the final model")
+    parser.add_argument("--mono-subset", type=int, default=d.mono_subset,
+                        help="train the monophones on the N shortest train utterances (0 = all); the tree "
+                             "statistics come from aligning the whole train split with the final monophones")
     parser.add_argument("--mono-iters", type=int, default=d.mono_iters)
     parser.add_argument("--mono-realign", type=_int_list, default=d.mono_realign,
                         help="iterations with Viterbi realignment (space/comma separated)")
@@ -634,6 +663,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=d.jobs, help="alignment/accumulation processes")
     parser.add_argument("--chunk-frames", type=int, default=d.chunk_frames, help="frames per work chunk")
     parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--reference-timings", default=None,
+                        help="optional reference phone timings <dir>/<split>/<utt>.txt (start end phone, flite "
+                             "names); boundary agreement of the final alignment goes into report.json")
     parser.add_argument("--force", action="store_true", help="redo every sub-stage")
 
 

@@ -143,15 +143,39 @@ class DiagGmmSet:
         self._mean_inv = self.means * inv
         self._gconst = (torch.log(self.weights.clamp_min(1e-30)) - 0.5 * (
             self.dim * LOG_2PI + torch.log(self.vars).sum(1) + (self.means ** 2 * inv).sum(1)))
+        # one GEMM scores every Gaussian: [x, x*x, 1] @ [mean*inv; -inv/2; gconst]  -> (T, G)
+        self._w_aug = torch.cat([self._mean_inv, -0.5 * inv, self._gconst[:, None]], 1).T.contiguous()
+        counts = torch.bincount(self.gauss2pdf, minlength=self.num_pdfs)
+        ends = torch.cumsum(counts, 0)
+        self._gstart = (ends - counts).numpy().astype(np.int64)  # first Gaussian of every pdf
+        self._gend = ends.numpy().astype(np.int64)
+        self._all_pdfs_have_gauss = bool((counts > 0).all())
+
+    @staticmethod
+    def _augment(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x * x, torch.ones(x.shape[0], 1, dtype=x.dtype)], 1)
 
     # ------------------------------------------------------------------ scoring
     def gauss_loglik(self, feats) -> torch.Tensor:
-        """(T, G) log(w_g N(x_t; mu_g, var_g))."""
+        """(T, G) log(w_g N(x_t; mu_g, var_g)) (one matrix product over augmented features)."""
         x = _as_tensor(feats)
-        return self._gconst + x @ self._mean_inv.T - 0.5 * ((x * x) @ self._inv.T)
+        return self._augment(x) @ self._w_aug
 
     def pdf_loglik_from_gauss(self, gl: torch.Tensor) -> torch.Tensor:
-        """(T, G) Gaussian log-likelihoods -> (T, num_pdfs) pdf log-likelihoods (scatter log-sum-exp)."""
+        """(T, G) Gaussian log-likelihoods -> (T, num_pdfs) pdf log-likelihoods (segment log-sum-exp).
+
+        Gaussians of a pdf are contiguous, so the per-pdf max and sum are ``numpy.ufunc.reduceat`` over
+        column segments (no scatter)."""
+        if not self._all_pdfs_have_gauss or gl.shape[0] == 0:
+            return self._pdf_loglik_scatter(gl)
+        a = gl.detach().numpy() if gl.dtype == torch.float32 else gl.detach().to(torch.float32).numpy()
+        m = np.maximum.reduceat(a, self._gstart, axis=1)
+        m = np.where(np.isfinite(m), m, np.float32(0.0))
+        s = np.add.reduceat(np.exp(a - np.repeat(m, self._gend - self._gstart, axis=1)), self._gstart, axis=1)
+        with np.errstate(divide="ignore"):
+            return torch.from_numpy(m + np.log(s))
+
+    def _pdf_loglik_scatter(self, gl: torch.Tensor) -> torch.Tensor:
         t = gl.shape[0]
         idx = self.gauss2pdf.expand(t, -1)
         m = gl.new_full((t, self.num_pdfs), -torch.inf).scatter_reduce_(1, idx, gl, "amax", include_self=True)
@@ -167,27 +191,42 @@ class DiagGmmSet:
     def accumulate(self, feats, pdf, gauss_loglik: torch.Tensor | None = None) -> GmmStats:
         """Stats from hard pdf labels (``pdf < 0`` ignored): posteriors over the Gaussians of each frame's pdf.
 
-        ``gauss_loglik`` may pass a precomputed :meth:`gauss_loglik` of the same frames.
+        Frames are sorted by pdf and every pdf's frames are scored against that pdf's Gaussians only (a
+        loop over the pdfs present, not over frames), so the cost is O(T * Gaussians per pdf), not
+        O(T * all Gaussians). ``gauss_loglik`` is accepted for backwards compatibility and ignored.
         """
+        del gauss_loglik
         x = _as_tensor(feats)
         lab = _as_index(pdf)
-        gl = self.gauss_loglik(x) if gauss_loglik is None else gauss_loglik
         keep = lab >= 0
         if not bool(keep.all()):
-            x, lab, gl = x[keep], lab[keep], gl[keep]
+            x, lab = x[keep], lab[keep]
         st = GmmStats.zeros(self.num_gauss, self.dim)
         if lab.numel() == 0:
             return st
-        mask = self.gauss2pdf[None, :] == lab[:, None]
-        gl = gl.masked_fill(~mask, -torch.inf)
-        frame_ll = torch.logsumexp(gl, dim=1)
-        post = torch.exp(gl - frame_ll[:, None])  # (T, G), zero outside the frame's pdf
-        x64 = x.to(torch.float64)
-        post64 = post.to(torch.float64)
-        st.occ += post64.sum(0)
-        st.sum += post64.T @ x64
-        st.sumsq += post64.T @ (x64 * x64)
-        st.loglik = float(frame_ll.to(torch.float64).sum())
+        if int(lab.max()) >= self.num_pdfs:
+            raise ValueError(f"pdf label {int(lab.max())} >= num_pdfs {self.num_pdfs}")
+        order = torch.argsort(lab, stable=True)
+        lab = lab[order]
+        xa = self._augment(x[order])  # (T, 2D+1) float32 for scoring
+        xa64 = xa[:, :-1].to(torch.float64)  # (T, 2D) [x, x*x] for the statistics
+        pdfs, counts = torch.unique_consecutive(lab, return_counts=True)
+        bounds = np.concatenate([[0], np.cumsum(counts.numpy())])
+        d = self.dim
+        tot = 0.0
+        for p, a, b in zip(pdfs.tolist(), bounds[:-1].tolist(), bounds[1:].tolist()):
+            ga, gb = int(self._gstart[p]), int(self._gend[p])
+            if gb == ga:
+                raise ValueError(f"pdf {p} has no Gaussians")
+            gl = xa[a:b] @ self._w_aug[:, ga:gb]  # (n, k)
+            fll = torch.logsumexp(gl, 1)
+            post = torch.exp(gl - fll[:, None]).to(torch.float64)
+            tot += float(fll.to(torch.float64).sum())
+            st.occ[ga:gb] += post.sum(0)
+            mom = post.T @ xa64[a:b]  # (k, 2D)
+            st.sum[ga:gb] += mom[:, :d]
+            st.sumsq[ga:gb] += mom[:, d:]
+        st.loglik = tot
         st.frames = int(lab.numel())
         return st
 

@@ -100,3 +100,35 @@ def test_kaldi_binary_round_trip():
 def test_read_kaldi_rejects_garbage():
     with pytest.raises(ValueError):
         DiagGmmSet.read_kaldi(io.BytesIO(b"<NUMPDFS> \x04\x00\x00\x00\x00"))
+
+
+def _dense_accumulate(s, x, lab):
+    """Reference: posteriors over all Gaussians masked to the frame's pdf (O(T * G))."""
+    x = torch.as_tensor(x, dtype=torch.float32)
+    lab = torch.as_tensor(lab, dtype=torch.int64)
+    keep = lab >= 0
+    x, lab = x[keep], lab[keep]
+    gl = s.gauss_loglik(x).masked_fill(s.gauss2pdf[None, :] != lab[:, None], -torch.inf)
+    fll = torch.logsumexp(gl, 1)
+    post = torch.exp(gl - fll[:, None]).double()
+    return post.sum(0), post.T @ x.double(), post.T @ (x.double() ** 2), float(fll.double().sum())
+
+
+def test_accumulate_per_pdf_matches_dense_reference_and_pdf_loglik_matches_scatter():
+    s = _random_set(num_pdfs=5, per_pdf=(1, 3, 2, 4, 1), dim=6, seed=3)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    lab = rng.integers(-1, 5, size=300)
+    lab[lab == 4] = 3  # pdf 4 unseen: its stats stay zero
+    st = s.accumulate(x, lab)
+    occ, sm, sq, ll = _dense_accumulate(s, x, lab)
+    np.testing.assert_allclose(st.occ.numpy(), occ.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(st.sum.numpy(), sm.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(st.sumsq.numpy(), sq.numpy(), rtol=1e-4, atol=1e-4)
+    assert st.loglik == pytest.approx(ll, rel=1e-5)
+    assert st.occ[-1] == 0 and st.frames == int((lab >= 0).sum())
+    gl = s.gauss_loglik(torch.from_numpy(x))
+    np.testing.assert_allclose(s.pdf_loglik_from_gauss(gl).numpy(), s._pdf_loglik_scatter(gl).numpy(),
+                               rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError):
+        s.accumulate(x[:3], np.array([0, 1, 7]))
