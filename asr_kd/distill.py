@@ -25,7 +25,7 @@ from asr_kd.io_utils import write_json
 from asr_kd.losses import hard_ce, logit_matching, soft_ce
 from asr_kd.model import StackedDNN
 from asr_kd.soft_targets import MEANS, TeacherEnsemble, TopKCache, ensemble_centered_logits
-from asr_kd.train import (add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
+from asr_kd.train import (run_trainer, add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
                           model_config_from_args, prepare_out_dir, setup_run, train_config_from_args)
 from asr_kd.trainer import Trainer
 
@@ -112,11 +112,7 @@ def main(args: argparse.Namespace) -> int:
     log.info("distilling %d teachers into %d students (%s), loss %s, hard weight %g, %s mean", teachers.num_members,
              len(names), " ".join(names), args.loss, hard_weight, args.ensemble_mean)
     trainer = Trainer(model, objective, ctx.train, ctx.dev, sampler, tcfg, state_dir, names, ctx.rank, ctx.world)
-    if args.resume and trainer.checkpoint_path.is_file():
-        trainer.load_checkpoint()
-    result = trainer.run()
-    if result["stopped"]:
-        log.info("stopped at global step %d; continue with --resume", result["global_step"])
+    if not run_trainer(trainer, args.resume):
         return 0
     if ctx.rank != 0:
         return 0

@@ -23,7 +23,7 @@ from asr_kd.evaluate import stack_accuracy
 from asr_kd.frame_data import FrameSampler
 from asr_kd.io_utils import write_json
 from asr_kd.model import StackedDNN
-from asr_kd.train import (add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
+from asr_kd.train import (run_trainer, add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
                           model_config_from_args, prepare_out_dir, setup_run, train_config_from_args)
 from asr_kd.trainer import Trainer, hard_objective
 
@@ -74,11 +74,7 @@ def main(args: argparse.Namespace) -> int:
         log.info("training %s as one stack (%d x %d hidden, seeds %s)", ", ".join(names), mcfg.hidden_layers,
                  mcfg.hidden_dim, seeds)
         trainer = Trainer(model, hard_objective, ctx.train, ctx.dev, sampler, tcfg, state_dir, names, ctx.rank, ctx.world)
-        if args.resume and trainer.checkpoint_path.is_file():
-            trainer.load_checkpoint()
-        result = trainer.run()
-        if result["stopped"]:
-            log.info("stopped at global step %d; continue with --resume", result["global_step"])
+        if not run_trainer(trainer, args.resume):
             return 0
         info = {"role": "teacher", "train": dataclasses.asdict(tcfg), "data": data_info(args, ctx.num_pdfs),
                 "state_dir": str(state_dir)}

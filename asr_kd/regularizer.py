@@ -22,7 +22,7 @@ from asr_kd.io_utils import write_json
 from asr_kd.losses import hard_ce, soft_ce
 from asr_kd.model import StackedDNN
 from asr_kd.soft_targets import TeacherEnsemble, member_dirs
-from asr_kd.train import (add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
+from asr_kd.train import (run_trainer, add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
                           model_config_from_args, prepare_out_dir, setup_run, train_config_from_args)
 from asr_kd.trainer import Trainer
 
@@ -78,11 +78,7 @@ def main(args: argparse.Namespace) -> int:
     sampler = FrameSampler([subset.usable], [args.seed], tcfg.batch_size, tcfg.epoch_frames, ctx.rank, ctx.world)
     trainer = Trainer(model, RegularizerObjective(teachers, args.temperature, args.hard_weight), subset, ctx.dev,
                       sampler, tcfg, state_dir, NAMES, ctx.rank, ctx.world)
-    if args.resume and trainer.checkpoint_path.is_file():
-        trainer.load_checkpoint()
-    result = trainer.run()
-    if result["stopped"]:
-        log.info("stopped at global step %d; continue with --resume", result["global_step"])
+    if not run_trainer(trainer, args.resume):
         return 0
     if ctx.rank != 0:
         return 0

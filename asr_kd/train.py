@@ -167,6 +167,18 @@ def finish_stack(trainer: Trainer, model_dirs: list[Path], info: dict, member_in
 
 # -------------------------------------------------------------------------------------------- baseline
 
+def run_trainer(trainer: Trainer, resume: bool) -> bool:
+    """Resume from the checkpoint if asked (and one exists), then train. False when the run stopped early
+    (``--max-steps``) and is meant to be continued with ``--resume``."""
+    if resume and trainer.checkpoint_path.is_file():
+        trainer.load_checkpoint()
+    result = trainer.run()
+    if result["stopped"]:
+        log.info("stopped at global step %d; continue with --resume", result["global_step"])
+        return False
+    return True
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     add_model_arguments(parser)
@@ -186,11 +198,7 @@ def main(args: argparse.Namespace) -> int:
              model.member(0).num_parameters())
     sampler = FrameSampler([ctx.train.usable], [args.seed], tcfg.batch_size, tcfg.epoch_frames, ctx.rank, ctx.world)
     trainer = Trainer(model, hard_objective, ctx.train, ctx.dev, sampler, tcfg, out, [out.name], ctx.rank, ctx.world)
-    if args.resume and trainer.checkpoint_path.is_file():
-        trainer.load_checkpoint()
-    result = trainer.run()
-    if result["stopped"]:
-        log.info("stopped at global step %d; continue with --resume", result["global_step"])
+    if not run_trainer(trainer, args.resume):
         return 0
     info = {"role": "baseline", "train": dataclasses.asdict(tcfg), "data": data_info(args, ctx.num_pdfs), "seed": args.seed}
     finish_stack(trainer, [out], info)
