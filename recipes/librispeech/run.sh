@@ -120,7 +120,7 @@ run_step 7 students train distill "${data_opts[@]}" --teachers exp/teachers --ou
 if [ "$regularizer" = true ]; then
   run_step 8 regularizer train regularizer "${data_opts[@]}" --teacher exp/baseline --fraction 0.03 \
     --test-feats data/fbank/test-clean --test-labels exp/tri/ali/test-clean/pdf.npy --out exp/regularizer \
-    "@$conf/model.conf"
+    "@$conf/model.conf" --epochs 40 --min-epochs 40
 fi
 
 frame_accuracy() {

@@ -9,7 +9,7 @@
 #   5  baseline DNN (hard labels)
 #   6  teacher ensemble (--num-teachers members, different seeds)
 #   7  distillation sweep T in {1,2,5,10}, one teacher pass per batch shared by the students
-#   8  paper section 6: soft targets as a regularizer on 3% of train (only with --regularizer true)
+#   8  paper section 6: soft targets as a regularizer on 3% of train, 40 passes over it (--regularizer true)
 #   9  frame accuracy + HCLG graph + decoding/WER on dev and test for every model
 #  10  report: exp/report.md (+ plots), Table-1 layout printed at the end
 #  11  export the best student for a decoder (TorchScript + ONNX + priors + config) into exp/export
@@ -95,7 +95,7 @@ if [ "$regularizer" = true ]; then
   run_step 8 regularizer \
     asr-kd regularizer "${data_opts[@]}" --teacher exp/baseline --fraction 0.03 \
     --test-feats data/fbank/test --test-labels exp/tri/ali/test/pdf.npy --out exp/regularizer \
-    --seed $((seed + 300)) "@$conf/model.conf" "${model_opts[@]}"
+    --seed $((seed + 300)) "@$conf/model.conf" --epochs 40 --min-epochs 40 --eval-max-frames 20000 "${model_opts[@]}"
 fi
 
 frame_accuracy() {
