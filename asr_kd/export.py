@@ -26,7 +26,6 @@ which importing ``asr_kd``/``data_prep`` is blocked.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -42,7 +41,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from asr_kd.io_utils import atomic_path, read_json, save_npy, write_json
+from asr_kd.io_utils import sha256_file, atomic_path, read_json, save_npy, write_json
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +147,6 @@ def load_export(root: str | os.PathLike, backend: str = "torchscript", verify_ch
     else:
         raise ValueError(f"backend must be 'torchscript' or 'onnx', got {backend!r}")
     return ExportedModel(root, module, session, fc, int(man["num_pdfs"]))
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- export ------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ build is skipped when the manifest's input checksums and config match (``--force
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import shutil
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from asr_kd.io_utils import atomic_path, read_json, write_json
+from asr_kd.io_utils import sha256_file, atomic_path, read_json, write_json
 from asr_kd.kaldi import kaldi_hmm_gmm, kaldifst, kaldilm
 
 log = logging.getLogger(__name__)
@@ -199,14 +198,6 @@ def make_hclg(L_disambig, G, disambig_phone_ids: list[int], ctx_dep, trans_model
 
 # --------------------------------------------------------------------------------------------------
 # The cached stage
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -123,45 +123,13 @@ if [ "$regularizer" = true ]; then
     "@$conf/model.conf" --epochs 40 --min-epochs 40
 fi
 
-frame_accuracy() {
-  local p
-  for p in $eval_parts; do
-    asr-kd evaluate --models exp/baseline exp/teachers exp/students \
-      --feats "data/fbank/$p" --labels "exp/tri/ali/$p/pdf.npy" --out "exp/results/frame_acc_$p.json"
-  done
-}
-run_step 9 frame_accuracy frame_accuracy
+run_step 9 frame_accuracy frame_accuracy_all "$eval_parts"
 run_step 9 graph asr-kd make-graph --lang data/lang --arpa data/lm/3gram.arpa --tree exp/tri/tree \
   --model exp/tri/final.mdl --out exp/graph
-
-decode_all() {
-  local p name model_args device=cpu
-  [ "$ngpu" -gt 0 ] && device=cuda
-  for p in $eval_parts; do
-    for name in baseline ensemble student_T1 student_T2 student_T5 student_T10; do
-      case $name in
-        baseline) model_args=(--model exp/baseline/final.pt) ;;
-        ensemble) model_args=(--ensemble exp/teachers) ;;
-        student_T*) model_args=(--model "exp/students/T${name#student_T}/final.pt") ;;
-      esac
-      asr-kd decode "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$p" --data "data/$p" \
-        --graph exp/graph --out "exp/decode/$name/$p" --device "$device" --num-jobs "$jobs" "@$conf/decode.conf"
-    done
-  done
-}
-run_step 9 decode decode_all
-
-if [ 10 -ge "$stage" ] && [ 10 -le "$stop_stage" ]; then
-  log "stage 10: report"
-  asr-kd report --exp exp --data data --out exp/report.md
-fi
-
-export_best() {
-  local best
-  best=$(python -c 'import json; print(json.load(open("exp/students/best.json"))["best"])')
-  asr-kd export --model "exp/students/$best/final.pt" --priors exp/tri/pdf_counts.npy --feats data/fbank/train \
-    --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang data/lang --out exp/export
-}
-run_step 11 export export_best
+device=cpu
+[ "$ngpu" -gt 0 ] && device=cuda
+run_step 9 decode decode_all_models "$eval_parts" --device "$device" --num-jobs "$jobs" "@$conf/decode.conf"
+report_step
+run_step 11 export export_best_student
 
 log "librispeech recipe: stages $stage..$stop_stage done"

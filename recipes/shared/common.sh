@@ -53,3 +53,52 @@ run_step() {
   echo "$((SECONDS - t0))" > "$marker"
   log "stage $st: $name finished in $((SECONDS - t0)) s"
 }
+
+# The evaluation steps both recipes share. Run from the recipe's output dir (data/ and exp/).
+
+# frame_accuracy_all "SPLITS": frame accuracy of baseline, every teacher, the ensemble and every student
+frame_accuracy_all() {
+  local s
+  for s in $1; do
+    asr-kd evaluate --models exp/baseline exp/teachers exp/students \
+      --feats "data/fbank/$s" --labels "exp/tri/ali/$s/pdf.npy" --out "exp/results/frame_acc_$s.json"
+  done
+}
+
+# decode_all_models "SPLITS" [DECODE OPTIONS...]: baseline, ensemble and every student on every split
+decode_all_models() {
+  local splits=$1 s name student model_args
+  shift
+  local models=(baseline ensemble)
+  for student in $(ls -d exp/students/T*/ | sort -V); do
+    student=${student%/}
+    models+=("student_${student##*/}")
+  done
+  for s in $splits; do
+    for name in "${models[@]}"; do
+      case $name in
+        baseline) model_args=(--model exp/baseline/final.pt) ;;
+        ensemble) model_args=(--ensemble exp/teachers) ;;
+        student_*) model_args=(--model "exp/students/${name#student_}/final.pt") ;;
+      esac
+      asr-kd decode "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$s" --data "data/$s" \
+        --graph exp/graph --out "exp/decode/$name/$s" "$@"
+    done
+  done
+}
+
+# export_best_student: the student chosen on dev (exp/students/best.json) -> exp/export
+export_best_student() {
+  local best
+  best=$(python -c 'import json; print(json.load(open("exp/students/best.json"))["best"])')
+  asr-kd export --model "exp/students/$best/final.pt" --priors exp/tri/pdf_counts.npy --feats data/fbank/train \
+    --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang data/lang --out exp/export
+}
+
+# report_step: the report is cheap and always regenerated from whatever the run has produced so far
+report_step() {
+  if [ 10 -ge "$stage" ] && [ 10 -le "$stop_stage" ]; then
+    log "stage 10: report"
+    asr-kd report --exp exp --data data --out exp/report.md
+  fi
+}
