@@ -1,9 +1,11 @@
-"""asr-kd: distilling an ensemble of hybrid DNN-HMM acoustic models into a single model."""
+"""asr-kd: acoustic models, teacher ensembles, distillation, decoding, export and report (``asr-kd``).
 
-import os as _os
+Layered above :mod:`asr_base` (plumbing) and :mod:`data_prep` (corpora, features, lang, alignment):
 
-# kaldi-io prints a multi-line "KALDI_ROOT does not exist" banner on import unless KALDI_ROOT names an
-# existing directory. A user's real Kaldi install (KALDI_ROOT already set) is left alone.
-_os.environ.setdefault("KALDI_ROOT", _os.path.dirname(_os.path.abspath(__file__)))
+- :mod:`asr_kd.nn`: the DNN, context windows, losses, teacher ensembles' soft targets.
+- :mod:`asr_kd.training`: frame data, the trainer and the training stages (train, ensemble, distill, ...).
+- :mod:`asr_kd.decoding`: LM, HCLG graph, decoder, decoder hook, scoring.
+- :mod:`asr_kd.export`, :mod:`asr_kd.report`.
+"""
 
 __version__ = "0.1.0"

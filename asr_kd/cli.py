@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from asr_kd.cli_registry import run
+from asr_base.cli import run
 
 # (subcommand, module, one-line help). A module that does not exist yet is simply not offered.
 COMMANDS = [
-    ("train", "asr_kd.train", "train one DNN acoustic model on hard labels (baseline)"),
-    ("train-ensemble", "asr_kd.ensemble", "train N teacher models from different seeds"),
-    ("distill", "asr_kd.distill", "distil the teacher ensemble into students at temperatures T"),
-    ("evaluate", "asr_kd.evaluate", "frame accuracy of models and ensembles on feature stores"),
-    ("regularizer", "asr_kd.regularizer", "paper section 6: soft targets as a regularizer on a data fraction"),
-    ("make-lm", "asr_kd.lm", "estimate an n-gram ARPA language model from text"),
-    ("make-graph", "asr_kd.graph", "build the HCLG decoding graph"),
-    ("decode", "asr_kd.decode", "decode with a model through a decoder hook and score WER"),
-    ("loglikes", "asr_kd.loglikes", "write pseudo-log-likelihoods of a model as a Kaldi ark"),
-    ("export", "asr_kd.export", "export a model for a decoder (TorchScript + ONNX + priors + config)"),
-    ("report", "asr_kd.report", "write report.md and plots from a run's logs"),
+    ("train", "asr_kd.training.train", "train one DNN acoustic model on hard labels (baseline)"),
+    ("train-ensemble", "asr_kd.training.ensemble", "train N teacher models from different seeds"),
+    ("distill", "asr_kd.training.distill", "distil the teacher ensemble into students at temperatures T"),
+    ("evaluate", "asr_kd.training.evaluate", "frame accuracy of models and ensembles on feature stores"),
+    ("regularizer", "asr_kd.training.regularizer", "paper section 6: soft targets as a regularizer on a data fraction"),
+    ("make-lm", "asr_kd.decoding.lm", "estimate an n-gram ARPA language model from text"),
+    ("make-graph", "asr_kd.decoding.graph", "build the HCLG decoding graph"),
+    ("decode", "asr_kd.decoding.decode", "decode with a model through a decoder hook and score WER"),
+    ("loglikes", "asr_kd.decoding.loglikes", "write pseudo-log-likelihoods of a model as a Kaldi ark"),
+    ("export", "asr_kd.export.export", "export a model for a decoder (TorchScript + ONNX + priors + config)"),
+    ("report", "asr_kd.report.report", "write report.md and plots from a run's logs"),
 ]
 
 

@@ -9,6 +9,7 @@ Prints audio seconds, wall seconds and RTF (wall / audio; lower is faster) for b
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,12 +27,15 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args()
 
-    from asr_kd.kaldi import kaldi_hmm_gmm  # noqa: F401
-    from data_prep.align import Aligner, SplitData
-    from data_prep.feature_store import write_store
-    from data_prep.gmm import DiagGmmSet, GmmUpdateConfig, single_gaussian_stats
-    from data_prep.hmm_align import AlignOptions, HmmModel, simulate_corpus
-    from data_prep.lang import load_topology, write_lang_dir
+    from asr_base.kaldi import kaldi_hmm_gmm  # noqa: F401
+    from data_prep.align.stage import Aligner, SplitData
+    from data_prep.features.store import write_store
+    from data_prep.align.gmm import DiagGmmSet, GmmUpdateConfig, single_gaussian_stats
+    from data_prep.align.hmm import AlignOptions, HmmModel
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from conftest import _simulate_corpus as simulate_corpus  # test fixture: synthetic HMM corpus
+    from data_prep.lang.lang_dir import load_topology, write_lang_dir
 
     rng = np.random.default_rng(0)
     phones = "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH".split()

@@ -1,7 +1,7 @@
 """Benchmark: HCLG build time/size and built-in decoder real-time factor per beam (CPU).
 
 A synthetic but realistically shaped system: ``--words`` CMUdict words (stress stripped), a trigram
-Kneser-Ney LM estimated by ``asr_kd.lm`` on ``--sentences`` Zipf-sampled sentences, a monophone tree
+Kneser-Ney LM estimated by ``asr_kd.decoding.lm`` on ``--sentences`` Zipf-sampled sentences, a monophone tree
 (the graph code is identical for a triphone tree). Test utterances are LM samples spelled as
 log-likelihood matrices with Gaussian noise so that the search has real competition. RTF assumes
 10 ms frames. The same-run references: LG build time for the graph, the default beam (13) for decoding.
@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asr_kd.kaldi import kaldifst  # noqa: E402,F401  (import order)
+from asr_base.kaldi import kaldifst  # noqa: E402,F401  (import order)
 from asr_kd import graph  # noqa: E402
-from asr_kd.decoder import DecoderConfig, decode_matrices  # noqa: E402
-from asr_kd.lm import LMConfig, estimate  # noqa: E402
+from asr_kd.decoding.decoder import DecoderConfig, decode_matrices  # noqa: E402
+from asr_kd.decoding.lm import LMConfig, estimate  # noqa: E402
 
 
 def make_lexicon(num_words: int, rng: np.random.Generator) -> dict[str, list[tuple[str, ...]]]:
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
-    from data_prep.lang import write_lang_dir
+    from data_prep.lang.lang_dir import write_lang_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -99,7 +99,7 @@ def main() -> None:
             refs[f"u{u:03d}"] = words
         frames = sum(len(m) for m in items.values())
         print(f"decoding {a.utts} utterances, {frames} frames ({frames / 100:.1f} s of audio), {a.jobs} job(s)")
-        from asr_kd.wer import compute_wer
+        from asr_kd.decoding.wer import compute_wer
 
         base = None
         rows_out = []

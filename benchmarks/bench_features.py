@@ -6,7 +6,7 @@ Each number is printed next to a same-run reference:
 1. ``compute-fbank`` (our whole stage: FLAC decode with soundfile, torchaudio Kaldi fbank, per-speaker
    CMVN, float16 store writes, worker processes) on a few minutes of synthetic audio, against plain
    ``torchaudio.compliance.kaldi.fbank`` calls on the same waveforms already in memory.
-2. ``asr_kd.context_window.splice`` (26 x 40 windows from a float16 store of ~1M frames, utterance-edge
+2. ``asr_kd.nn.context_window.splice`` (26 x 40 windows from a float16 store of ~1M frames, utterance-edge
    clamping) for batches of 1024 and 8192 random frames, against a bare ``index_select`` gather of the
    same rows precomputed outside the timing (so the ratio is the cost of the utterance lookup + clamping);
    plain advanced indexing ``feats[rows]`` is shown too.
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def _synth_corpus(root: Path, minutes: float, utt_seconds: float = 10.0, sr: int = 16000):
     import soundfile as sf
 
-    from data_prep.data_dir import DataDir
+    from data_prep.corpus.data_dir import DataDir
 
     rng = np.random.default_rng(0)
     d = DataDir()
@@ -56,7 +56,7 @@ def bench_fbank(minutes: float, jobs: int) -> None:
     import torch
     import torchaudio.compliance.kaldi as kaldi
 
-    from data_prep.fbank import ComputeFbankConfig, compute_fbank_store
+    from data_prep.features.fbank import ComputeFbankConfig, compute_fbank_store
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,8 +95,8 @@ def _timeit(fn, min_seconds: float = 1.0) -> float:
 def bench_splice(num_frames: int, batch_sizes: list[int], seconds: float) -> None:
     import torch
 
-    from asr_kd.context_window import splice, utterance_bounds
-    from data_prep.feature_store import FeatureStore, FeatureStoreWriter
+    from asr_kd.nn.context_window import splice, utterance_bounds
+    from data_prep.features.store import FeatureStore, FeatureStoreWriter
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)

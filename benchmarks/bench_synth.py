@@ -17,8 +17,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from data_prep.synth.voices import get_voice, synthesize
-from data_prep.synth_corpus import SynthConfig, harvest_pool, plan_corpus, synth_chapter
+from data_prep.corpus.synth.voices import get_voice, synthesize
+from data_prep.corpus.synth.synth_corpus import SynthConfig, harvest_pool, plan_corpus, synth_chapter
 
 
 def main() -> None:

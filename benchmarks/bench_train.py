@@ -19,11 +19,11 @@ import time
 
 import torch
 
-from asr_kd.distill import DistillObjective
-from asr_kd.frame_data import FrameSampler, FrameSplit
-from asr_kd.model import ModelConfig, StackedDNN
-from asr_kd.soft_targets import TeacherEnsemble
-from asr_kd.trainer import TrainConfig, Trainer, hard_objective, resolve_device
+from asr_kd.training.distill import DistillObjective
+from asr_kd.training.frame_data import FrameSampler, FrameSplit
+from asr_kd.nn.model import ModelConfig, StackedDNN
+from asr_kd.nn.soft_targets import TeacherEnsemble
+from asr_kd.training.trainer import TrainConfig, Trainer, hard_objective, resolve_device
 
 
 def synthetic_split(frames: int, dim: int, num_pdfs: int, device: torch.device) -> FrameSplit:

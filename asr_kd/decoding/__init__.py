@@ -1,0 +1,1 @@
+"""Decoding: n-gram LM, HCLG graph, WFST decoder, decoder hook, WER."""

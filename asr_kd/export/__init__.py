@@ -1,0 +1,1 @@
+"""Export of a model for a decoder (TorchScript + ONNX + priors + feature config)."""

@@ -1,0 +1,1 @@
+"""The run report: Table 1, the temperature sweep, plots."""

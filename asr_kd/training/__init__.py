@@ -1,0 +1,1 @@
+"""Training stages: frame data, the trainer, baseline / ensemble / distillation / regularizer, evaluation."""

@@ -1,0 +1,146 @@
+"""``asr-kd evaluate``: frame accuracy of models, ensembles and students on labelled feature stores.
+
+``--models`` takes model directories of three kinds, recognised by their contents:
+  * a model (``final.pt``): e.g. ``exp/baseline``
+  * an ensemble (``member_*/final.pt``): every member, plus the ensemble (arithmetic and geometric mean of
+    the members' distributions at T = 1), all from one stacked forward pass per batch
+  * a student sweep (``T*/final.pt`` + ``best.json``): every student; the one chosen on dev is "best".
+Writes ``--out`` (JSON, per split: accuracy of every system) and merges each split's accuracy into the
+model directories' ``eval.json``. The first plain model is the baseline; with an ensemble and a sweep
+present it reports the fraction of the ensemble's gain recovered by the best student
+``(student - baseline) / (ensemble - baseline)`` (paper: 86%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from asr_kd.training.frame_data import FrameSplit
+from asr_base.io import read_json, write_json
+from asr_kd.nn.model import StackedDNN, load_model
+from asr_kd.nn.soft_targets import ensemble_log_probs
+from asr_kd.training.trainer import count_correct, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def discover(path: str | Path) -> tuple[str, list[tuple[str, Path]]]:
+    """``(kind, [(system name, model dir)])`` with kind ``model``, ``ensemble`` or ``students``."""
+    path = Path(path)
+    if (path / "final.pt").is_file():
+        return "model", [(path.name, path)]
+    members = sorted(p for p in path.glob("member_*") if (p / "final.pt").is_file())
+    if members:
+        return "ensemble", [(f"{path.name}/{p.name}", p) for p in members]
+    students = sorted((p for p in path.glob("T*") if (p / "final.pt").is_file()),
+                      key=lambda p: (len(p.name), p.name))
+    students += sorted(p for p in path.iterdir() if p.is_dir() and (p / "final.pt").is_file()
+                       and p not in students) if path.is_dir() else []
+    if students:
+        return "students", [(f"{path.name}/{p.name}", p) for p in students]
+    raise FileNotFoundError(f"{path}: not a model, ensemble or student directory (no final.pt found)")
+
+
+def stack_accuracy(dirs: list[Path], split: FrameSplit, batch_size: int = 4096, max_frames: int | None = None,
+                   with_ensemble: bool = False, device: torch.device | None = None) -> dict[str, float]:
+    """Frame accuracy (%) of each model; with ``with_ensemble`` also of their arithmetic/geometric mean."""
+    models = [load_model(d / "final.pt") for d in dirs]
+    cfg = models[0].config
+    stack = StackedDNN.from_members(models).to(device or split.device).eval()
+    amp = split.device.type == "cuda"
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            z = stack(x).float()
+        if not with_ensemble:
+            return z
+        return torch.cat([z, ensemble_log_probs(z, 1.0, "arithmetic")[None],
+                          ensemble_log_probs(z, 1.0, "geometric")[None]])
+
+    correct, total = count_correct(predict, split, cfg.left_context, cfg.right_context, batch_size, max_frames,
+                                   progress=f"eval {split.name}")
+    acc = (100.0 * correct / max(total, 1)).tolist()
+    names = [str(d) for d in dirs] + (["ensemble_arithmetic", "ensemble_geometric"] if with_ensemble else [])
+    return dict(zip(names, acc)) | {"_frames": total}
+
+
+def gain_recovered(baseline: float, ensemble: float, student: float) -> float | None:
+    """Fraction of the ensemble's gain over the baseline that the student reaches (None if no gain)."""
+    gain = ensemble - baseline
+    return None if abs(gain) < 1e-12 else (student - baseline) / gain
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", required=True,
+                        help="model dirs: exp/baseline, an ensemble dir (exp/teachers), a sweep (exp/students)")
+    parser.add_argument("--feats", nargs="+", required=True, help="feature stores to score (data/fbank/test ...)")
+    parser.add_argument("--labels", nargs="+", required=True, help="pdf.npy per store, same order as --feats")
+    parser.add_argument("--out", required=True, help="results JSON (exp/results/frame_acc.json)")
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--max-frames", type=int, default=None, help="score an evenly spaced subset")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
+
+
+def main(args: argparse.Namespace) -> int:
+    if len(args.feats) != len(args.labels):
+        raise SystemExit("--feats and --labels need the same number of entries")
+    device = resolve_device(args.device)
+    systems = [(p, *discover(p)) for p in args.models]
+    results: dict = {"splits": {}, "systems": {}}
+    for feats, labels in zip(args.feats, args.labels):
+        split = FrameSplit.load(feats, labels, device=device)
+        accs: dict[str, float] = {}
+        for path, kind, entries in systems:
+            dirs = [d for _, d in entries]
+            r = stack_accuracy(dirs, split, args.batch_size, args.max_frames, with_ensemble=kind == "ensemble")
+            frames = r.pop("_frames")
+            for name, d in entries:
+                accs[name] = r[str(d)]
+                _merge_eval(d, split.name, r[str(d)], frames)
+                results["systems"][name] = {"kind": "member" if kind == "ensemble" else kind.rstrip("s"),
+                                            "dir": str(d)}
+            if kind == "ensemble":
+                ens = Path(path).name
+                for mean in ("arithmetic", "geometric"):
+                    accs[f"{ens}/ensemble_{mean}"] = r[f"ensemble_{mean}"]
+                results["systems"][f"{ens}/ensemble_arithmetic"] = {"kind": "ensemble", "dir": str(path)}
+                results["systems"][f"{ens}/ensemble_geometric"] = {"kind": "ensemble", "dir": str(path)}
+                _merge_eval(Path(path), split.name, {m: r[f"ensemble_{m}"] for m in ("arithmetic", "geometric")}
+                            | {"members": [r[str(d)] for d in dirs]}, frames)
+            if kind == "students":
+                best = Path(path) / "best.json"
+                if best.is_file():
+                    accs[f"{Path(path).name}/best"] = accs[f"{Path(path).name}/{read_json(best)['best']}"]
+            log.info("%s on %s: %s", path, split.name, ", ".join(f"{n.split('/')[-1]} {a:.2f}" for n, a in accs.items()
+                                                                 if n.startswith(Path(path).name)))
+        results["splits"][split.name] = {"frames": frames, "frame_acc": accs}
+        summary = _gain(systems, accs)
+        if summary:
+            results["splits"][split.name]["gain_recovered"] = summary
+            log.info("%s: best student recovers %.0f%% of the ensemble's gain", split.name,
+                     100 * summary["fraction"] if summary["fraction"] is not None else float("nan"))
+    write_json(args.out, results)
+    log.info("wrote %s", args.out)
+    return 0
+
+
+def _gain(systems, accs: dict[str, float]) -> dict | None:
+    base = next((e[0][0] for _, k, e in systems if k == "model"), None)
+    ens = next((Path(p).name for p, k, _ in systems if k == "ensemble"), None)
+    stu = next((Path(p).name for p, k, _ in systems if k == "students" and f"{Path(p).name}/best" in accs), None)
+    if base is None or ens is None or stu is None:
+        return None
+    b, e, s = accs[base], accs[f"{ens}/ensemble_arithmetic"], accs[f"{stu}/best"]
+    return {"baseline": b, "ensemble": e, "best_student": s, "fraction": gain_recovered(b, e, s),
+            "baseline_system": base, "ensemble_system": f"{ens}/ensemble_arithmetic", "student_system": f"{stu}/best"}
+
+
+def _merge_eval(model_dir: Path, split: str, acc, frames: int) -> None:
+    path = model_dir / "eval.json"
+    ev = read_json(path) if path.is_file() else {}
+    ev[split] = {"frame_acc": acc, "frames": frames}
+    write_json(path, ev)

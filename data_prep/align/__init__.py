@@ -1,0 +1,1 @@
+"""Alignment: GMM-HMM training, phonetic decision tree, forced alignment, Kaldi alignment import."""

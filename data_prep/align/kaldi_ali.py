@@ -1,0 +1,205 @@
+"""``data-prep import-kaldi-ali``: Kaldi pdf alignments (``ali-to-pdf`` output) -> our label arrays.
+
+Reads int-vector archives (binary or text ``ark``, gzipped files, pipes ``"cmd |"``, or an ``scp``) with
+``kaldi-io`` and writes, like the aligner (docs/formats.md)::
+
+    <out>/pdf.npy         int32 (num_frames,), 1:1 with the feature store; -1 where there is no label
+    <out>/failed.tsv      utt_id <TAB> reason: utterances whose frames are -1 (missing, bad length, ...)
+    <out>/adjusted.tsv    utt_id <TAB> reason: length differences within --tolerance (padded/truncated)
+    <out>/num_pdfs        the number of pdfs
+    <out>/pdf_counts.npy  int64 (num_pdfs,) frames per pdf in this split
+    <out>/report.json     counts; written last (marks the import complete)
+
+With ``--priors`` (default for splits named ``train*``) ``num_pdfs`` and ``pdf_counts.npy`` are also
+written to the experiment dir (``<out>/../..`` when ``<out>`` is ``.../ali/<split>``), where training
+looks for the state priors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from asr_base.io import read_json, save_npy, write_json, write_text
+from data_prep.features.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+REPORT = "report.json"
+
+
+@dataclass
+class ImportConfig:
+    ali: list[str]
+    store: str
+    num_pdfs: int
+    out: str
+    tolerance: int = 2  # frames of length difference fixed by padding with the last label / truncating
+    priors: bool | None = None  # also write num_pdfs + pdf_counts.npy to the exp dir; None: split is train*
+
+
+def _is_scp(spec: str) -> bool:
+    prefix = spec.split(":", 1)[0] if ":" in spec else ""
+    return prefix.startswith("scp") or (not prefix and spec.endswith(".scp"))
+
+
+def iter_alignments(spec: str, errors: list[tuple[str, str]]) -> Iterator[tuple[str, np.ndarray]]:
+    """(utt, int vector) pairs from an ark/scp rspecifier or a plain path; read errors go to ``errors``."""
+    from asr_base.kaldi_io import kaldi_io
+
+    if _is_scp(spec):
+        path = spec.split(":", 1)[1] if spec.startswith("scp") else spec
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                fields = line.split(maxsplit=1)
+                if not fields:
+                    continue
+                if len(fields) != 2:
+                    errors.append((f"{path}:{lineno}", "malformed scp line"))
+                    continue
+                try:
+                    yield fields[0], kaldi_io.read_vec_int(fields[1].strip())
+                except Exception as e:  # noqa: BLE001 - one bad entry must not stop the import
+                    errors.append((fields[0], f"cannot read {fields[1].strip()}: {e}"))
+        return
+    try:
+        for utt, vec in kaldi_io.read_vec_int_ark(spec):
+            yield utt, vec
+    except Exception as e:  # noqa: BLE001 - keep what was read; the rest is reported as missing
+        errors.append((spec, f"archive read error after the last good entry: {type(e).__name__}: {e}"))
+
+
+def fit_length(labels: np.ndarray, num_frames: int) -> np.ndarray:
+    """Pad with the last label or truncate to ``num_frames``."""
+    if labels.size >= num_frames:
+        return labels[:num_frames]
+    return np.concatenate([labels, np.full(num_frames - labels.size, labels[-1], labels.dtype)])
+
+
+def _exp_dir(out: Path) -> Path:
+    return out.parent.parent if out.parent.name == "ali" else out
+
+
+def _fingerprint(cfg: ImportConfig) -> str:
+    h = hashlib.sha1(repr(sorted(asdict(cfg).items())).encode())
+    for spec in cfg.ali:
+        path = re.sub(r"^(ark|scp)[a-z,]*:", "", spec)
+        if os.path.isfile(path):
+            st = os.stat(path)
+            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+    st = os.stat(Path(cfg.store) / "index.tsv")
+    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def import_kaldi_ali(ali: Sequence[str] | str, store: str | os.PathLike, num_pdfs: int, out: str | os.PathLike,
+                     tolerance: int = 2, priors: bool | None = None, force: bool = False) -> dict:
+    """Import pdf alignments into ``out`` (see module doc). Returns the report dict."""
+    cfg = ImportConfig([ali] if isinstance(ali, str) else [str(a) for a in ali], str(store), int(num_pdfs),
+                       str(out), int(tolerance), priors)
+    if cfg.num_pdfs <= 0:
+        raise ValueError(f"--num-pdfs must be positive, got {cfg.num_pdfs}")
+    out = Path(out)
+    fp = _fingerprint(cfg)
+    if not force and (out / REPORT).is_file() and read_json(out / REPORT).get("fingerprint") == fp:
+        log.info("%s is up to date; use --force to redo the import", out)
+        return read_json(out / REPORT)
+
+    fs = FeatureStore.open(store)
+    index = fs.utt_index()
+    pdf = np.full(fs.num_frames, -1, np.int32)
+    done = np.zeros(len(fs.utt_ids), bool)
+    failed: dict[str, str] = {}
+    adjusted: dict[str, str] = {}
+    extra: list[tuple[str, str]] = []
+    errors: list[tuple[str, str]] = []
+    for spec in cfg.ali:
+        for utt, vec in tqdm(iter_alignments(spec, errors), desc=f"reading {spec}", unit="utt", leave=False):
+            i = index.get(utt)
+            if i is None:
+                extra.append((utt, "not in the feature store"))
+                continue
+            if done[i]:
+                extra.append((utt, "duplicate alignment (first one kept)"))
+                continue
+            n = int(fs.lengths[i])
+            vec = np.asarray(vec, dtype=np.int64).ravel()
+            if vec.size == 0:
+                failed[utt] = "empty alignment"
+                done[i] = True
+                continue
+            if vec.min() < 0 or vec.max() >= cfg.num_pdfs:
+                failed[utt] = f"pdf ids outside [0, {cfg.num_pdfs}): min {vec.min()} max {vec.max()}"
+                done[i] = True
+                continue
+            diff = vec.size - n
+            if diff:
+                if abs(diff) > cfg.tolerance:
+                    failed[utt] = f"length mismatch: {vec.size} labels for {n} frames"
+                    done[i] = True
+                    continue
+                adjusted[utt] = f"{vec.size} labels for {n} frames: {'truncated' if diff > 0 else 'padded with the last label'}"
+                vec = fit_length(vec, n)
+            s = int(fs.starts[i])
+            pdf[s:s + n] = vec
+            done[i] = True
+    for i in np.nonzero(~done)[0]:
+        failed[fs.utt_ids[i]] = "missing from the alignments"
+
+    counts = np.bincount(pdf[pdf >= 0], minlength=cfg.num_pdfs).astype(np.int64)
+    out.mkdir(parents=True, exist_ok=True)
+    save_npy(out / "pdf.npy", pdf)
+    save_npy(out / "pdf_counts.npy", counts)
+    write_text(out / "num_pdfs", f"{cfg.num_pdfs}\n")
+    write_text(out / "failed.tsv", "utt_id\treason\n" + "".join(f"{u}\t{r}\n" for u, r in sorted(failed.items())))
+    write_text(out / "adjusted.tsv", "utt_id\treason\n" + "".join(f"{u}\t{r}\n" for u, r in sorted(adjusted.items())))
+    if extra or errors:
+        write_text(out / "ignored.tsv", "key\treason\n" + "".join(f"{u}\t{r}\n" for u, r in extra + errors))
+    priors = cfg.priors if cfg.priors is not None else out.name.startswith("train")
+    if priors:
+        exp = _exp_dir(out)
+        save_npy(exp / "pdf_counts.npy", counts)
+        write_text(exp / "num_pdfs", f"{cfg.num_pdfs}\n")
+    report = dict(
+        fingerprint=fp, config=asdict(cfg), utterances=len(fs.utt_ids), imported=len(fs.utt_ids) - len(failed),
+        failed=len(failed), adjusted=len(adjusted), ignored=len(extra), read_errors=len(errors),
+        frames=fs.num_frames, labelled_frames=int((pdf >= 0).sum()), pdfs_used=int((counts > 0).sum()),
+        num_pdfs=cfg.num_pdfs, wrote_priors=bool(priors),
+    )
+    write_json(out / REPORT, report)
+    log.info("%s: %d/%d utterances imported (%d failed, %d length-adjusted, %d ignored entries); %d/%d pdfs used",
+             out, report["imported"], report["utterances"], report["failed"], report["adjusted"], report["ignored"],
+             report["pdfs_used"], cfg.num_pdfs)
+    for key, why in errors:
+        log.warning("%s: %s", key, why)
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ali", nargs="+", required=True,
+                        help="pdf alignments: 'ark:FILE', 'ark:gunzip -c ali.1.gz|', 'scp:FILE', or plain paths "
+                             "(*.scp read as scp, *.gz gunzipped); several are concatenated")
+    parser.add_argument("--store", required=True, help="feature store of the split (data/fbank/<split>)")
+    parser.add_argument("--num-pdfs", type=int, required=True, help="number of pdfs of the Kaldi model (tree)")
+    parser.add_argument("--out", required=True, help="output dir, e.g. exp/kaldi_ali/ali/train")
+    parser.add_argument("--tolerance", type=int, default=2,
+                        help="length differences up to this many frames are padded/truncated (listed in adjusted.tsv)")
+    prior = parser.add_mutually_exclusive_group()
+    prior.add_argument("--priors", dest="priors", action="store_true", default=None,
+                       help="also write num_pdfs + pdf_counts.npy to the exp dir (default for train* splits)")
+    prior.add_argument("--no-priors", dest="priors", action="store_false")
+    parser.add_argument("--force", action="store_true", help="redo the import even if it is up to date")
+
+
+def main(args: argparse.Namespace) -> int:
+    report = import_kaldi_ali(args.ali, args.store, args.num_pdfs, args.out, args.tolerance, args.priors, args.force)
+    return 0 if report["imported"] > 0 else 1

@@ -1,0 +1,143 @@
+"""Alignment report helpers: the tied-state occupancy histogram (PNG) and a text summary of report.json."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from asr_base.io import atomic_path, read_json
+
+
+def write_occupancy_png(path: str | os.PathLike, pdf_counts: np.ndarray) -> None:
+    """Histogram of frames per tied state (log-spaced bins) + sorted occupancy curve, matplotlib Agg."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(pdf_counts, dtype=np.int64)
+    used = counts[counts > 0]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    if used.size:
+        bins = np.logspace(0, np.log10(used.max() + 1), 40)
+        a1.hist(used, bins=bins)
+        a1.set_xscale("log")
+    a1.set_xlabel("frames per tied state")
+    a1.set_ylabel("tied states")
+    a1.set_title(f"{used.size} of {counts.size} states used")
+    a2.plot(np.sort(counts)[::-1])
+    a2.set_yscale("symlog")
+    a2.set_xlabel("tied state (sorted by occupancy)")
+    a2.set_ylabel("frames")
+    a2.set_title(f"{int(counts.sum())} aligned frames")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def summarize(report_path: str | os.PathLike) -> str:
+    """A few lines summarising ``report.json`` (for logs and closing notes)."""
+    r = read_json(report_path)
+    lines = [f"tied states: {r.get('num_tied_states')} (used on train: {r.get('states_used')})"]
+    for sys_name in ("mono", "tri"):
+        it = r.get(sys_name, {}).get("iterations", [])
+        if it:
+            lls = " ".join(f"{x['avg_loglik']:.2f}" for x in it)
+            lines.append(f"{sys_name} avg loglik/frame per iteration: {lls}")
+    for name, s in r.get("splits", {}).items():
+        lines.append(f"{name}: aligned {s['aligned']}/{s['utterances']} ({100 * s['fraction_aligned']:.1f}%), "
+                     f"avg loglik {s['avg_loglik']:.3f}, RTF {s['rtf']:.4f}")
+    return "\n".join(lines)
+
+
+def main_summary(path: str) -> None:  # pragma: no cover (convenience)
+    print(summarize(Path(path)))
+
+
+# ---------------------------------------------------------------------------------------------- sanity checks
+
+#: flite/festival (cmulex) phone names -> our ARPAbet phones (no stress); ``pau`` is silence
+FLITE_TO_ARPABET = {"ax": "AH", "axr": "ER", "pau": "SIL", "h#": "SIL", "brth": "SIL"}
+
+
+def read_ctm(path: str | os.PathLike) -> dict[str, list[tuple[float, float, str]]]:
+    """``utt 1 start dur phone`` lines -> per utterance: (start, end, phone) in file order."""
+    out: dict[str, list[tuple[float, float, str]]] = {}
+    for line in Path(path).read_text().splitlines():
+        f = line.split()
+        if len(f) != 5:
+            continue
+        st, du = float(f[2]), float(f[3])
+        out.setdefault(f[0], []).append((st, st + du, f[4]))
+    return out
+
+
+def ctm_sanity(ctm: dict[str, list[tuple[float, float, str]]], silence: str = "SIL") -> dict:
+    """Fraction of utterances starting / ending in silence and mean duration (s) per phone."""
+    if not ctm:
+        return {"utterances": 0}
+    starts = np.mean([segs[0][2] == silence for segs in ctm.values()])
+    ends = np.mean([segs[-1][2] == silence for segs in ctm.values()])
+    dur: dict[str, list[float]] = {}
+    for segs in ctm.values():
+        for st, en, ph in segs:
+            dur.setdefault(ph, []).append(en - st)
+    nonsil = [d for p, ds in dur.items() if p != silence for d in ds]
+    return {"utterances": len(ctm), "fraction_start_sil": float(starts), "fraction_end_sil": float(ends),
+            "mean_phone_duration": float(np.mean(nonsil)) if nonsil else 0.0,
+            "mean_duration_per_phone": {p: round(float(np.mean(ds)), 4) for p, ds in sorted(dur.items())}}
+
+
+def read_phone_timings(path: str | os.PathLike) -> list[tuple[float, float, str]]:
+    """Synthesiser ground truth ``start end phone`` (flite names) -> (start, end, ARPAbet phone)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        f = line.split()
+        if len(f) < 3:
+            continue
+        ph = FLITE_TO_ARPABET.get(f[2].lower(), f[2].upper())
+        out.append((float(f[0]), float(f[1]), ph))
+    return out
+
+
+def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_dir: str | os.PathLike,
+                       tolerance: float = 0.02, silence: str = "SIL") -> dict:
+    """Phone-boundary agreement of an alignment with reference phone timings (``<dir>/<utt>.txt``).
+
+    For every utterance whose non-silence phone sequence equals the reference's, the start and end of each
+    non-silence phone are compared one to one (``paired_within_tol``); over all compared utterances every
+    reference non-silence boundary is matched to the nearest aligned boundary (``nearest_within_tol``).
+    Utterances without a reference file are counted, not compared."""
+    tdir = Path(timings_dir)
+    paired_ok = paired_n = near_ok = near_n = same_seq = compared = missing = 0
+    diffs = []
+    for utt, segs in ctm.items():
+        f = tdir / f"{utt}.txt"
+        if not f.is_file():
+            missing += 1
+            continue
+        ref = [s for s in read_phone_timings(f) if s[2] != silence and s[1] > s[0]]
+        hyp = [s for s in segs if s[2] != silence]
+        if not ref or not hyp:
+            continue
+        compared += 1
+        hb = np.unique(np.asarray([t for s in hyp for t in s[:2]]))
+        rb = np.asarray([t for s in ref for t in s[:2]])
+        d_near = np.abs(rb[:, None] - hb[None, :]).min(1)
+        near_ok += int((d_near <= tolerance + 1e-9).sum())
+        near_n += rb.size
+        if [s[2] for s in ref] == [s[2] for s in hyp]:
+            same_seq += 1
+            d = np.abs(rb - np.asarray([t for s in hyp for t in s[:2]]))
+            diffs.append(d)
+            paired_ok += int((d <= tolerance + 1e-9).sum())
+            paired_n += d.size
+    d_all = np.concatenate(diffs) if diffs else np.zeros(0)
+    return {"tolerance_s": tolerance, "utterances_compared": compared, "without_reference": missing,
+            "fraction_same_phone_sequence": same_seq / max(compared, 1),
+            "paired_within_tol": paired_ok / max(paired_n, 1), "paired_boundaries": paired_n,
+            "paired_median_abs_diff_s": float(np.median(d_all)) if d_all.size else None,
+            "nearest_within_tol": near_ok / max(near_n, 1), "reference_boundaries": near_n}

@@ -1,0 +1,1 @@
+"""Corpora: LibriSpeech download and layout, the offline synthetic corpus, Kaldi data dirs."""

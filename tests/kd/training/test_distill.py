@@ -1,0 +1,115 @@
+"""End to end on a tiny synthetic corpus: baseline -> teachers -> students -> evaluate -> regularizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+from asr_kd.cli import main
+from asr_kd.training.distill import DistillObjective
+from asr_base.io import read_json
+from asr_kd.nn.model import ModelConfig, StackedDNN
+from asr_kd.nn.soft_targets import TeacherEnsemble
+
+
+@pytest.fixture(scope="module")
+def corpus(make_corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("kd")
+    for name, n, seed in (("train", 60, 0), ("dev", 12, 1), ("test", 12, 2)):
+        feats, labels = make_corpus(root / name, num_utts=n, seed=seed, noise=2.0)
+        (root / "fbank").mkdir(exist_ok=True)
+        feats.rename(root / "fbank" / name)
+    return root
+
+
+def _common(root: Path) -> list[str]:
+    return ["--train-feats", str(root / "fbank/train"), "--train-labels", str(root / "train/pdf.npy"),
+            "--dev-feats", str(root / "fbank/dev"), "--dev-labels", str(root / "dev/pdf.npy"),
+            "--num-pdfs", "12", "--hidden-layers", "2", "--hidden-dim", "32", "--left-context", "3",
+            "--right-context", "1", "--epochs", "3", "--batch-size", "64", "--lr", "0.05", "--device", "cpu"]
+
+
+@pytest.mark.e2e
+def test_baseline_teachers_students_evaluate(corpus):
+    c, exp = _common(corpus), corpus / "exp"
+    assert main(["train", *c, "--out", str(exp / "baseline")]) == 0
+    assert main(["train-ensemble", *c, "--num-members", "3", "--parallel-members", "2", "--out", str(exp / "teachers")]) == 0
+    assert main(["distill", *c, "--teachers", str(exp / "teachers"), "--temperatures", "1", "2", "5",
+                 "--out", str(exp / "students")]) == 0
+    for d in ["baseline", "teachers/member_00", "teachers/member_02", "students/T1", "students/T5"]:
+        for f in ("config.json", "final.pt", "train_log.jsonl", "curves.png", "eval.json"):
+            assert (exp / d / f).is_file(), f"{d}/{f}"
+    ens = read_json(exp / "teachers/ensemble.json")["dev"]
+    members = list(ens["members"].values())
+    chance = 100 / 12
+    assert len(members) == 3 and all(2 * chance < a <= 100 for a in members)
+    assert ens["ensemble_arithmetic"] >= min(members)
+    best = read_json(exp / "students/best.json")
+    assert best["best"] == max(best["dev_frame_acc"], key=best["dev_frame_acc"].get)
+    assert set(best["dev_frame_acc"]) == {"T1", "T2", "T5"}
+    # a finished stage is skipped on a rerun (final.pt untouched)
+    mtime = (exp / "students/T2/final.pt").stat().st_mtime_ns
+    assert main(["distill", *c, "--teachers", str(exp / "teachers"), "--temperatures", "1", "2", "5",
+                 "--out", str(exp / "students")]) == 0
+    assert (exp / "students/T2/final.pt").stat().st_mtime_ns == mtime
+
+    out = exp / "results/frame_acc.json"
+    assert main(["evaluate", "--models", str(exp / "baseline"), str(exp / "teachers"), str(exp / "students"),
+                 "--feats", str(corpus / "fbank/test"), "--labels", str(corpus / "test/pdf.npy"), "--out", str(out)]) == 0
+    res = read_json(out)["splits"]["test"]
+    acc = res["frame_acc"]
+    assert {"baseline", "teachers/ensemble_arithmetic", "teachers/ensemble_geometric", "students/best",
+            "students/T1", "teachers/member_01"} <= set(acc)
+    assert all(chance < a <= 100 for a in acc.values())
+    g = res["gain_recovered"]
+    if g["fraction"] is not None:
+        assert g["fraction"] == pytest.approx((g["best_student"] - g["baseline"]) / (g["ensemble"] - g["baseline"]))
+    assert read_json(exp / "baseline/eval.json")["test"]["frame_acc"] == acc["baseline"]
+
+    # section 6: 10% of the data, hard labels vs soft targets of the full-data baseline
+    assert main(["regularizer", *c, "--teacher", str(exp / "baseline"), "--fraction", "0.1", "--epochs", "4",
+                 "--batch-size", "32", "--test-feats", str(corpus / "fbank/test"), "--test-labels",
+                 str(corpus / "test/pdf.npy"), "--out", str(exp / "reg")]) == 0
+    rep = read_json(exp / "reg/report.json")["frame_acc"]
+    assert set(rep) == {"baseline_full_data", "hard_0.1", "soft_0.1"}
+    assert all(chance < r["test"] <= 100 and chance < r["train"] <= 100 for r in rep.values())
+    assert rep["hard_0.1"]["train_frames"] < rep["baseline_full_data"]["train_frames"]
+
+
+@pytest.mark.e2e
+def test_soft_only_and_logit_matching_modes(corpus):
+    c, exp = _common(corpus), corpus / "exp2"
+    assert main(["train-ensemble", *c, "--num-members", "2", "--epochs", "1", "--out", str(exp / "teachers")]) == 0
+    assert main(["distill", *c, "--epochs", "1", "--teachers", str(exp / "teachers"), "--loss", "logit-matching",
+                 "--out", str(exp / "lm")]) == 0
+    assert read_json(exp / "lm/best.json")["best"] == "logit_matching"
+    assert main(["distill", *c, "--epochs", "1", "--teachers", str(exp / "teachers"), "--loss", "soft-only",
+                 "--ensemble-mean", "geometric", "--temperatures", "2", "--topk-cache", "4", "--out", str(exp / "so")]) == 0
+    cfg = read_json(exp / "so/T2/config.json")
+    assert cfg["hard_weight"] == 0.0 and cfg["ensemble_mean"] == "geometric" and cfg["temperature"] == 2.0
+
+
+def test_one_teacher_pass_per_batch_shared_by_all_students():
+    cfg = ModelConfig(num_pdfs=6, feat_dim=4, left_context=1, right_context=1, hidden_layers=1, hidden_dim=8)
+    teachers = TeacherEnsemble(StackedDNN.init_from_seeds(cfg, [1, 2, 3]))
+    calls = []
+    inner = teachers.logits
+    teachers.logits = lambda x: calls.append(x.shape) or inner(x)
+    temps = [1.0, 2.0, 5.0, 10.0]
+    obj = DistillObjective(teachers, temps, hard_weight=0.5)
+    students = StackedDNN.init_from_seeds(cfg, [7] * 4)
+    x = torch.randn(16, cfg.input_dim)
+    y = torch.randint(6, (1, 16))
+    losses = obj(students(x), x, y, torch.arange(16)[None])
+    assert len(calls) == 1 and losses.shape == (4,)
+    # identical students: the losses differ only through T
+    z = teachers.stack(x)
+    from asr_kd.nn.losses import distillation_loss
+    from asr_kd.nn.soft_targets import ensemble_probs
+
+    for m, t in enumerate(temps):
+        ref = distillation_loss(students(x)[m], ensemble_probs(z, t), y[0], t, 0.5)
+        assert losses[m].item() == pytest.approx(ref.item(), rel=1e-5)

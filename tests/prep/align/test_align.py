@@ -1,0 +1,157 @@
+"""End-to-end tests of ``data-prep align`` (data_prep.align.stage) on a tiny synthetic corpus with known alignments."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+
+
+def _write_split(simulate_corpus, root, lang, name, seed, n, extra=()):
+    from data_prep.corpus.data_dir import DataDir
+    from data_prep.features.store import write_store
+
+    c = simulate_corpus(lang, num_utts=n, seed=seed, separation=3.0, state_frames=(3, 6))
+    feats, utts, lengths, spk, text = [c.feats], list(c.utt_ids), list(c.lengths), list(c.speakers), dict(c.text)
+    for utt, frames, words in extra:  # odd utterances appended at the end (ids sort last)
+        feats.append(np.zeros((frames, c.feats.shape[1]), np.float16))
+        utts.append(utt)
+        lengths.append(frames)
+        spk.append("zz")
+        if words is not None:
+            text[utt] = words
+    write_store(root / "fbank" / name, np.concatenate(feats), utts, lengths, spk)
+    DataDir(wav={u: "/dev/null" for u in utts}, text=text, utt2spk=dict(zip(utts, spk))).write(root / "data" / name)
+    return c, utts, lengths
+
+
+@pytest.fixture(scope="module")
+def corpus(make_lexicon, simulate_corpus, tmp_path_factory):
+    from data_prep.lang.lang_dir import write_lang_dir
+
+    root = tmp_path_factory.mktemp("align")
+    lang = write_lang_dir(make_lexicon(), root / "lang")
+    extra = [("zz-short", 5, "W00 W01 W02"), ("zz-notext", 40, None), ("zz-oov", 80, "W03 NOTAWORD W04")]
+    train = _write_split(simulate_corpus, root, lang, "train", 0, 60, extra)
+    dev = _write_split(simulate_corpus, root, lang, "dev", 1, 10)
+    return root, lang, train, dev
+
+
+def _cfg(root, **kw):
+    from data_prep.align.stage import AlignStageConfig
+
+    base = dict(lang=str(root / "lang"), fbank_dir=str(root / "fbank"), data_dir=str(root / "data"),
+                exp=str(root / "exp"), splits=["train", "dev"], mono_iters=6, mono_realign=[1, 2, 3, 5],
+                mono_gauss=120, num_leaves=80, tree_min_count=20, tri_iters=3, tri_realign=[1, 2], tri_gauss=150,
+                jobs=1, mono_subset=45)
+    base.update(kw)
+    return AlignStageConfig(**base)
+
+
+@pytest.mark.e2e
+def test_align_pipeline_writes_everything_and_lists_failures(corpus):
+    from data_prep.align.stage import run_align
+    from data_prep.align.decision_tree import TiedStateTree
+    from data_prep.align.hmm import read_final_mdl
+
+    root, lang, (c, utts, lengths), (cdev, dutts, dlengths) = corpus
+    report = run_align(_cfg(root))
+    tri = root / "exp" / "tri"
+    for f in ["final.mdl", "tree", "num_pdfs", "pdf_counts.npy", "report.json", "occupancy.png",
+              "ali/train/pdf.npy", "ali/train/phones.ctm", "ali/train/failed.tsv", "ali/dev/pdf.npy"]:
+        assert (tri / f).is_file(), f
+    num_pdfs = int((tri / "num_pdfs").read_text())
+    assert num_pdfs == TiedStateTree.read(tri / "tree").num_pdfs == report["num_tied_states"]
+    assert read_final_mdl(tri / "final.mdl").gmm.num_pdfs == num_pdfs
+    pdf = np.load(tri / "ali" / "train" / "pdf.npy")
+    assert pdf.dtype == np.int32 and pdf.shape == (sum(lengths),)
+    # failures: listed with reasons, frames -1; the OOV utterance maps to <UNK> and is not dropped silently
+    failed = dict(line.split("\t") for line in (tri / "ali/train/failed.tsv").read_text().splitlines()[1:])
+    assert "too short" in failed["zz-short"]
+    assert failed["zz-notext"] == "no transcript"
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    for u in ("zz-short", "zz-notext"):
+        i = utts.index(u)
+        assert (pdf[starts[i]:starts[i] + lengths[i]] == -1).all()
+    assert set(failed) <= {"zz-short", "zz-notext", "zz-oov"}
+    # the synthetic utterances are all aligned, and to the right phones
+    n = int(c.true_phone.size)
+    assert (pdf[:n] >= 0).all()
+    tid = np.load(tri / "ali" / "train" / "tid.npy")[:n]
+    from data_prep.align.hmm import HmmModel
+    from data_prep.lang.lang_dir import load_topology
+
+    hmm = HmmModel(load_topology(lang), TiedStateTree.read(tri / "tree").to_context_dependency())
+    assert np.mean(hmm.tid2phone[tid] == c.true_phone) >= 0.95
+    assert report["splits"]["dev"]["fraction_aligned"] == 1.0
+    # monophones trained on the 45 shortest utterances only; the tree saw the whole train split
+    with_text = sorted(n for u, n in zip(utts, lengths) if u != "zz-notext")
+    assert all(h["frames"] <= sum(with_text[:45]) for h in report["mono"]["iterations"])
+    assert report["splits"]["train"]["sanity"]["fraction_start_sil"] > 0.9
+    counts = np.load(tri / "pdf_counts.npy")
+    assert counts.sum() == (pdf >= 0).sum() and report["states_used"] == int((counts > 0).sum())
+    # likelihood improves during monophone training
+    lls = [h["avg_loglik"] for h in report["mono"]["iterations"]]
+    assert lls[-1] > lls[0]
+    # CTM: silence at utterance edges
+    ctm = [line.split() for line in (tri / "ali/train/phones.ctm").read_text().splitlines()]
+    first = {}
+    for utt, _ch, st, _dur, ph in ctm:
+        first.setdefault(utt, ph)
+    assert all(first[u] == "SIL" for u in c.utt_ids)
+
+
+@pytest.mark.e2e
+def test_align_resumes_without_redoing(corpus):
+    from data_prep.align.stage import run_align
+
+    root = corpus[0]
+    tri = root / "exp" / "tri"
+    if not (tri / "report.json").is_file():
+        run_align(_cfg(root))
+    mtimes = {p: p.stat().st_mtime_ns for p in [tri / "final.mdl", tri / "tree", tri / "ali/train/pdf.npy"]}
+    run_align(_cfg(root))
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+def test_cli_help():
+    out = subprocess.run([sys.executable, "-m", "data_prep.cli", "align", "--help"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "--num-leaves" in out.stdout and "--jobs" in out.stdout
+
+
+def test_shortest_rows_picks_shortest_with_transcript():
+    from data_prep.align.stage import SplitData, shortest_rows
+
+    lengths = np.array([50, 10, 30, 5, 40])
+    sp = SplitData("s", "/nonexistent", list("abcde"), np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths,
+                   [[1], [1], [1], None, [1]], [["A"], ["A"], ["A"], None, ["A"]])
+    assert shortest_rows(sp, 2).tolist() == [1, 2]  # row 3 is shorter but has no transcript
+    assert shortest_rows(sp, 0).tolist() == [0, 1, 2, 3, 4]
+    assert shortest_rows(sp, 10).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_boundary_agreement_and_ctm_sanity(tmp_path):
+    from data_prep.align.report import boundary_agreement, ctm_sanity, read_ctm
+
+    (tmp_path / "ctm").write_text("u1 1 0.00 0.30 SIL\nu1 1 0.30 0.10 DH\nu1 1 0.40 0.12 AH\nu1 1 0.52 0.20 SIL\n"
+                                  "u2 1 0.00 0.25 K\nu2 1 0.25 0.30 AE\n"
+                                  "u3 1 0.00 0.10 SIL\nu3 1 0.10 0.10 S\n")
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    # u1: same phones (flite names, ax = AH), boundaries 0.31/0.40/0.60 vs 0.30/0.40/0.52
+    (ref / "u1.txt").write_text("0.0 0.31 pau\n0.31 0.40 dh\n0.40 0.60 ax\n0.60 0.8 pau\n")
+    # u2: different phones (K AA vs K AE): only the nearest-boundary measure counts it
+    (ref / "u2.txt").write_text("0.0 0.26 k\n0.26 0.55 aa\n")
+    ctm = read_ctm(tmp_path / "ctm")
+    s = ctm_sanity(ctm)
+    assert s["utterances"] == 3 and s["fraction_start_sil"] == pytest.approx(2 / 3)
+    assert s["fraction_end_sil"] == pytest.approx(1 / 3)
+    assert s["mean_duration_per_phone"]["AH"] == pytest.approx(0.12)
+    b = boundary_agreement(ctm, ref, tolerance=0.02)
+    assert b["utterances_compared"] == 2 and b["without_reference"] == 1
+    assert b["fraction_same_phone_sequence"] == 0.5
+    assert b["paired_boundaries"] == 4 and b["paired_within_tol"] == pytest.approx(3 / 4)  # 0.31, 0.40, 0.40 ok
+    assert b["reference_boundaries"] == 8 and b["nearest_within_tol"] == pytest.approx(7 / 8)

@@ -1,0 +1,127 @@
+"""End-to-end runs of the recipes with the smallest settings (every stage, a few minutes in all).
+
+- the mini recipe with ``--size tiny``: every artefact and the report exist and hold sane numbers;
+- a rerun skips every ``.done`` step; ``--stage/--stop-stage`` run exactly the requested stages;
+- the LibriSpeech recipe on a local LibriSpeech-layout directory (the tiny synthetic corpus renamed to
+  train-clean-100 / dev-clean / test-clean, with a local lexicon file and ARPA LM), so every stage's
+  wiring is exercised without a download.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def _run(script: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.run(["bash", str(REPO / script), *args], capture_output=True, text=True, env=env,
+                          cwd=cwd or REPO, timeout=1500)
+    assert proc.returncode == 0, f"{script} {args} failed:\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def _steps_run(stderr: str) -> list[str]:
+    """Names of the steps the recipe actually ran (not skipped) from its log."""
+    return re.findall(r"stage \d+: (\w+) finished in", stderr)
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    d = tmp_path_factory.mktemp("mini")
+    proc = _run("recipes/mini/run.sh", "--size", "tiny", "--dir", str(d))
+    return d, proc
+
+
+def test_mini_recipe_produces_every_artefact(mini_run):
+    d, proc = mini_run
+    assert _steps_run(proc.stderr) == ["synth_corpus", "data_dirs", "features", "lang_lm", "align", "baseline",
+                                       "teachers", "students", "frame_accuracy", "graph", "decode", "export"]
+    for split in ("train", "dev", "test"):
+        store = d / "data/fbank" / split
+        meta = json.loads((store / "meta.json").read_text())
+        feats = np.load(store / "feats.npy", mmap_mode="r")
+        assert feats.dtype == np.float16 and feats.shape == (meta["num_frames"], 40)
+        labels = np.load(d / "exp/tri/ali" / split / "pdf.npy")
+        assert labels.shape == (feats.shape[0],)
+        num_pdfs = int((d / "exp/tri/num_pdfs").read_text())
+        assert labels.max() < num_pdfs and (labels >= 0).mean() > 0.5
+    for model in ["baseline", *[f"teachers/member_{i:02d}" for i in range(4)], *[f"students/T{t}" for t in (1, 2, 5, 10)]]:
+        assert (d / "exp" / model / "final.pt").is_file(), model
+    for split in ("dev", "test"):
+        for name in ("baseline", "ensemble", "student_T1", "student_T2", "student_T5", "student_T10"):
+            wer = json.loads((d / "exp/decode" / name / split / "wer.json").read_text())
+            assert 0.0 <= wer["wer"] <= 200.0 and wer["ref_words"] > 0, (name, split, wer)  # percent
+    report = (d / "exp/report.md").read_text()
+    assert "Table 1" in report and "Temperature sweep" in report
+    # frame accuracies in the report are real percentages, not placeholders
+    rows = [line for line in report.splitlines() if line.startswith("| Baseline")]
+    numbers = [float(x) for x in re.findall(r"\d+\.\d+", rows[0])]
+    assert len(numbers) == 4 and all(0 < x <= 100 for x in numbers)
+    assert "Table 1" in proc.stdout or "Table 1" in proc.stderr  # printed at the end of the run
+    manifest = json.loads((d / "exp/export/manifest.json").read_text())
+    assert (d / "exp/export/model.onnx").is_file() and (d / "exp/export/model.ts").is_file()
+    assert "model.onnx" in manifest["files"] and "model.ts" in manifest["files"]
+    for name, digest in manifest["files"].items():  # the manifest's checksums match the exported files
+        assert hashlib.sha256((d / "exp/export" / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_mini_rerun_skips_done_steps(mini_run):
+    d, _ = mini_run
+    proc = _run("recipes/mini/run.sh", "--size", "tiny", "--dir", str(d))
+    assert _steps_run(proc.stderr) == []
+    assert proc.stderr.count("already done") == 12
+
+
+def test_mini_stage_selection(mini_run, tmp_path):
+    d, _ = mini_run
+    shutil.copytree(d / "data/corpus", tmp_path / "data/corpus")
+    proc = _run("recipes/mini/run.sh", "--size", "tiny", "--dir", str(tmp_path), "--stage", "1", "--stop-stage", "2")
+    assert _steps_run(proc.stderr) == ["data_dirs", "features"]
+    assert sorted(p.name for p in (tmp_path / "exp/done").iterdir()) == ["data_dirs.done", "features.done"]
+    assert (tmp_path / "data/fbank/test/feats.npy").is_file() and not (tmp_path / "data/lang").exists()
+
+
+def test_librispeech_recipe_on_local_copy(mini_run, tmp_path):
+    """Every stage of recipes/librispeech/run.sh on a LibriSpeech-layout dir, no download."""
+    d, _ = mini_run
+    corpus = tmp_path / "corpus/LibriSpeech"
+    for ours, theirs in (("train", "train-clean-100"), ("dev", "dev-clean"), ("test", "test-clean")):
+        shutil.copytree(d / "data/corpus/LibriSpeech" / ours, corpus / theirs)
+    lm_dir = tmp_path / "lm"
+    lm_dir.mkdir()
+    # a LibriSpeech-style lexicon (WORD PH1 PH2 ... with stress) for every word of the corpus
+    from data_prep.lang.lexicon import load_cmudict  # noqa: PLC0415
+
+    words = {w for f in (d / "data").glob("*/text") for line in f.read_text().splitlines() for w in line.split()[1:]}
+    cmu = load_cmudict(keep_stress=True).prons
+    (lm_dir / "librispeech-lexicon.txt").write_text(
+        "".join(f"{w} {' '.join(cmu[w][0])}\n" for w in sorted(words) if w in cmu))
+    with gzip.open(lm_dir / "3-gram.pruned.1e-7.arpa.gz", "wt") as f:
+        f.write((d / "data/lm/3gram.arpa").read_text())
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO / "recipes/librispeech/conf", conf)
+    (conf / "align.conf").write_text("--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2\n")
+    (conf / "model.conf").write_text("--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1 --epoch-frames 20000\n")
+    proc = _run("recipes/librispeech/run.sh", "--dir", str(tmp_path / "run"), "--conf", str(conf),
+                "--corpus-dir", str(tmp_path / "corpus"), "--lm-dir", str(lm_dir), "--jobs", "2",
+                "--num-teachers", "2", "--dev-parts", "dev-clean", "--test-parts", "test-clean")
+    assert _steps_run(proc.stderr) == ["download", "data_dirs", "features", "lang_lm", "align", "baseline",
+                                       "teachers", "students", "frame_accuracy", "graph", "decode", "export"]
+    run = tmp_path / "run"
+    assert (run / "data/train/wav.scp").is_file()  # combined from the train parts
+    for part in ("dev-clean", "test-clean"):
+        assert (run / "exp/decode/student_T2" / part / "wer.json").is_file()
+    assert "dev-clean" in (run / "exp/report.md").read_text()
