@@ -18,7 +18,16 @@ import logging
 import sys
 from typing import Sequence
 
-from asr_base.io import setup_logging
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Kaldi/icefall-style log lines: ``2026-11-23 12:00:00,123 INFO [module] message``."""
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+        force=True,
+    )
 
 
 class _ConfArgumentParser(argparse.ArgumentParser):

@@ -1,13 +1,11 @@
-"""Small I/O helpers shared by every stage: atomic writes, JSON, timestamped logging."""
+"""Small I/O helpers shared by every stage: atomic writes, JSON and npy files, file hashes."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
-import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -66,13 +64,3 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def setup_logging(level: int = logging.INFO) -> None:
-    """Kaldi/icefall-style log lines: ``2026-11-23 12:00:00,123 INFO [module] message``."""
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
-        force=True,
-    )

@@ -304,7 +304,8 @@ def standin_main(argv: list[str] | None = None) -> int:
     p.add_argument("loglikes", help="ark:FILE, scp:FILE or a path")
     p.add_argument("hyp", help="output hypotheses")
     a = p.parse_args(argv)
-    from asr_base.io import setup_logging, write_text
+    from asr_base.cli import setup_logging
+    from asr_base.io import write_text
 
     setup_logging()
     cfg = DecoderConfig(beam=a.beam, max_active=a.max_active, acoustic_scale=a.acoustic_scale, num_jobs=a.num_jobs)

@@ -14,7 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
-from asr_base.io import setup_logging, write_text
+from asr_base.cli import setup_logging
+from asr_base.io import write_text
 from data_prep.corpus.data_dir import DataDir
 
 log = logging.getLogger(__name__)
