@@ -24,6 +24,7 @@ from asr_base.io import atomic_path, read_json, write_json, write_text
 FEATS = "feats.npy"
 INDEX = "index.tsv"
 META = "meta.json"
+DEFAULT_FRAME_SHIFT_MS = 10.0
 INDEX_HEADER = "utt_id\tstart\tnum_frames\tspeaker"
 
 
@@ -57,6 +58,12 @@ class FeatureStore:
     @property
     def dim(self) -> int:
         return int(self.feats.shape[1])
+
+    @property
+    def frame_shift(self) -> float:
+        """Seconds between frames, from ``meta.json`` (``frame_shift_ms``); Kaldi's 10 ms when not recorded
+        (stores imported from Kaldi features, hand-made stores)."""
+        return float(self.meta.get("frame_shift_ms", DEFAULT_FRAME_SHIFT_MS)) / 1000.0
 
     def check(self) -> None:
         if self.feats.ndim != 2 or self.feats.dtype != np.float16:
