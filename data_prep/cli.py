@@ -10,7 +10,7 @@ COMMANDS = [
     ("make-data-dir", "data_prep.corpus.librispeech", "LibriSpeech-layout split -> Kaldi data dir (bad input listed)"),
     ("validate-data-dir", "data_prep.corpus.validate_data_dir", "check a Kaldi data dir (like validate_data_dir.sh)"),
     ("compute-fbank", "data_prep.features.fbank", "40-dim log-mel fbank + per-speaker CMVN into a feature store"),
-    ("export-kaldi-feats", "data_prep.features.kaldi_feats", "feature store -> Kaldi feats.ark/feats.scp"),
+    ("export-kaldi-feats", "data_prep.features.kaldi_feats_export", "feature store -> Kaldi feats.ark/feats.scp"),
     ("import-kaldi-feats", "data_prep.features.kaldi_feats_import", "Kaldi feats.scp -> feature store"),
     ("prepare-lang", "data_prep.lang.lang_dir", "lexicon + Kaldi-style lang dir + L.fst"),
     ("align", "data_prep.align.stage", "flat-start HMM training, decision tree, forced alignment to tied states"),

@@ -1,6 +1,7 @@
-"""Kaldi feature interop through kaldi-io: matrix arks/scps, and the ``export-kaldi-feats`` stage.
+"""Kaldi matrix tables through kaldi-io: write binary arks + scps, read scps/arks/pipes.
 
-Library (also used by ``import-kaldi-feats`` and CMVN export):
+Used by ``export-kaldi-feats`` (:mod:`data_prep.features.kaldi_feats_export`), ``import-kaldi-feats``
+(:mod:`data_prep.features.kaldi_feats_import`) and the CMVN stats export (:mod:`data_prep.features.cmvn`):
 
 - :func:`write_matrices_ark` writes ``key -> matrix`` as a binary Kaldi ark with ``kaldi_io.write_mat``
   and a ``.scp`` whose entries are ``key /abs/feats.ark:OFFSET`` (the byte offset of the matrix, as
@@ -9,15 +10,10 @@ Library (also used by ``import-kaldi-feats`` and CMVN export):
   (binary float/double or text) from ``file:offset`` specs, ``[rows]``/``[rows,cols]`` ranges or
   ``cmd |`` pipes. kaldi-io cannot read *compressed* matrices on numpy 2.x, so those are detected from
   their header and rejected with :class:`CompressedMatrixError` telling the user what to run.
-
-Stage: ``data-prep export-kaldi-feats --store data/fbank/train --out-dir data/kaldi/train`` writes
-``feats.ark``, ``feats.scp``, ``utt2spk``, ``spk2utt`` (and with ``--cmvn-ark`` the speakers' CMVN stats
-as ``cmvn.ark``/``cmvn.scp``). The exported features are the stored, already CMVN-normalised values.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import os
@@ -230,97 +226,3 @@ def read_matrices(scp_or_ark: str | os.PathLike) -> Iterator[tuple[str, np.ndarr
                 return
             _check_header(fd, f"{path} (key {key})")
             yield key, np.asarray(kaldi_io.read_mat(fd))
-
-
-# ----------------------------------------------------------------------------------------------------
-# The export stage
-
-
-@dataclass
-class ExportConfig:
-    store: Path
-    out_dir: Path
-    cmvn_ark: bool = False
-    force: bool = False
-
-
-def _export_complete(store, out_dir: Path) -> bool:
-    scp, ark = out_dir / "feats.scp", out_dir / "feats.ark"
-    if not scp.is_file() or not ark.is_file() or not (out_dir / "utt2spk").is_file():
-        return False
-    try:
-        keys = [k for k, _ in read_scp(scp)]
-    except (OSError, ValueError):
-        return False
-    if keys != store.utt_ids:
-        return False
-    expected = sum(ark_entry_size(u, int(n), store.dim) for u, n in zip(store.utt_ids, store.lengths))
-    return ark.stat().st_size == expected
-
-
-def export_kaldi_feats(cfg: ExportConfig) -> Path:
-    """Write a feature store as Kaldi ``feats.ark``/``feats.scp`` (+ utt2spk, spk2utt, optional cmvn.ark)."""
-    from tqdm import tqdm
-
-    from data_prep.corpus.data_dir import c_sorted
-    from data_prep.features.store import FeatureStore
-
-    store = FeatureStore.open(cfg.store)
-    out = Path(cfg.out_dir)
-    if not cfg.force and _export_complete(store, out):
-        log.info("%s already holds an export of %s (%d utterances); skipping (use --force to redo)",
-                 out, store.root, len(store.utt_ids))
-        return out / "feats.scp"
-    out.mkdir(parents=True, exist_ok=True)
-    log.info("exporting %s: %d utterances, %d frames, dim %d -> %s", store.root, len(store.utt_ids),
-             store.num_frames, store.dim, out)
-
-    def items():
-        for u, s, n in tqdm(zip(store.utt_ids, store.starts, store.lengths), total=len(store.utt_ids),
-                            unit="utt", desc="export feats"):
-            yield u, np.asarray(store.feats[int(s) : int(s) + int(n)], dtype=np.float32)
-
-    # Kaldi tables are sorted by key; our stores are in data-dir (C-sorted) order already.
-    if store.utt_ids != c_sorted(store.utt_ids):
-        log.warning("%s: utterances are not in C-sorted order; Kaldi tools may expect sorted scp files",
-                    store.root)
-    write_matrices_ark(out / "feats.ark", out / "feats.scp", items())
-    write_text(out / "utt2spk", "".join(f"{u} {s}\n" for u, s in zip(store.utt_ids, store.speakers)))
-    spk2utt: dict[str, list[str]] = {}
-    for u, s in zip(store.utt_ids, store.speakers):
-        spk2utt.setdefault(s, []).append(u)
-    write_text(out / "spk2utt", "".join(f"{s} {' '.join(spk2utt[s])}\n" for s in c_sorted(spk2utt)))
-    if cfg.cmvn_ark:
-        from data_prep.features.cmvn import load_store_cmvn
-
-        cmvn_path = store.root / "cmvn.npz"
-        if not cmvn_path.is_file():
-            raise FileNotFoundError(f"--cmvn-ark: {cmvn_path} does not exist")
-        load_store_cmvn(store.root).write_kaldi(out / "cmvn.ark", out / "cmvn.scp")
-        log.info("wrote %s (stats of the raw features; feats.ark is already normalised, "
-                 "do not apply-cmvn again)", out / "cmvn.ark")
-    log.info("wrote %s and %s", out / "feats.ark", out / "feats.scp")
-    return out / "feats.scp"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Export a feature store as Kaldi feats.ark/feats.scp (binary float32 matrices written with "
-        "kaldi-io; scp entries are ark byte offsets) plus utt2spk/spk2utt. The exported values are the "
-        "stored ones, i.e. already per-speaker CMVN-normalised when the store was made by compute-fbank. "
-        "Skipped when --out-dir already holds a complete export of the store, unless --force."
-    )
-    parser.add_argument("--store", type=Path, required=True, help="feature store dir (e.g. data/fbank/train)")
-    parser.add_argument("--out-dir", type=Path, required=True, help="where feats.ark/feats.scp go")
-    parser.add_argument("--cmvn-ark", action="store_true",
-                        help="also write the store's per-speaker CMVN stats (cmvn.npz) as Kaldi cmvn.ark/cmvn.scp")
-    parser.add_argument("--force", action="store_true", help="re-export even if a complete export exists")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        export_kaldi_feats(ExportConfig(args.store, args.out_dir, args.cmvn_ark, args.force))
-    except (FileNotFoundError, ValueError) as e:
-        log.error("%s", e)
-        return 1
-    return 0

@@ -10,8 +10,6 @@ from data_prep.features.cmvn import SpeakerCmvn, accumulate_speaker_stats
 from data_prep.features.store import FeatureStore, write_store
 from data_prep.features.kaldi_feats import (
     CompressedMatrixError,
-    ExportConfig,
-    export_kaldi_feats,
     parse_rxspec,
     peek_matrix_shape,
     read_matrices,
@@ -19,6 +17,7 @@ from data_prep.features.kaldi_feats import (
     read_scp,
     write_matrices_ark,
 )
+from data_prep.features.kaldi_feats_export import ExportConfig, export_kaldi_feats
 from data_prep.features.kaldi_feats_import import ImportConfig, import_kaldi_feats
 
 
