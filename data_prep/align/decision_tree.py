@@ -43,13 +43,13 @@ import io
 import json
 import logging
 import os
-import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from asr_base import kaldi_binary as kb
 from asr_base.io import atomic_path, write_text
 from data_prep.lang.lexicon import ARPABET_PHONES, strip_stress
 
@@ -485,52 +485,47 @@ class TiedStateTree:
     def to_kaldi_bytes(self) -> bytes:
         """The binary ``ContextDependency`` object (without the ``\\0B`` file header)."""
         buf = io.BytesIO()
-        tok = lambda s: buf.write(s.encode() + b" ")  # noqa: E731
-        i32 = lambda v: buf.write(struct.pack("<bi", 4, int(v)))  # noqa: E731
-        u32 = lambda v: buf.write(struct.pack("<bI", -4, int(v)))  # noqa: E731
-        tok("ContextDependency")
-        i32(self.context_width)
-        i32(self.central_position)
-        tok("ToPdf")
+        kb.write_token(buf, "ContextDependency")
+        kb.write_int32(buf, self.context_width)
+        kb.write_int32(buf, self.central_position)
+        kb.write_token(buf, "ToPdf")
 
         def emit(i: int) -> None:
             if i < 0:
-                tok("NULL")
+                kb.write_token(buf, "NULL")
                 return
             t = self.node_type[i]
             key = COLUMN_TO_KEY[int(self.column[i])]
             if t == CE:
-                tok("CE")
-                i32(self.pdf[i])
+                kb.write_token(buf, "CE")
+                kb.write_int32(buf, self.pdf[i])
             elif t == SE:
-                tok("SE")
-                i32(key)
-                members = self.sets[int(self.set_id[i])]
-                buf.write(struct.pack("<bi", 4, len(members)))
-                buf.write(np.asarray(members, dtype="<i4").tobytes())
-                tok("{")
+                kb.write_token(buf, "SE")
+                kb.write_int32(buf, key)
+                kb.write_int_vector(buf, self.sets[int(self.set_id[i])])
+                kb.write_token(buf, "{")
                 emit(int(self.yes[i]))
                 emit(int(self.no[i]))
-                tok("}")
+                kb.write_token(buf, "}")
             else:
-                tok("TE")
-                i32(key)
+                kb.write_token(buf, "TE")
+                kb.write_int32(buf, key)
                 size = int(self.table_size[i])
-                u32(size)
-                tok("(")
+                kb.write_uint32(buf, size)
+                kb.write_token(buf, "(")
                 start = int(self.table_start[i])
                 for child in self.table[start:start + size]:
                     emit(int(child))
-                tok(")")
+                kb.write_token(buf, ")")
 
         emit(0)
-        tok("EndContextDependency")
+        kb.write_token(buf, "EndContextDependency")
         return buf.getvalue()
 
     def write(self, path: str | os.PathLike) -> None:
         """Kaldi binary ``tree`` file (``\\0B`` header + ContextDependency), written atomically."""
         with atomic_path(path) as tmp:
-            Path(tmp).write_bytes(b"\0B" + self.to_kaldi_bytes())
+            Path(tmp).write_bytes(kb.BINARY_HEADER + self.to_kaldi_bytes())
 
     def to_context_dependency(self):
         """The tree as a ``kaldi_hmm_gmm.ContextDependency`` (loaded from the Kaldi bytes)."""
@@ -543,16 +538,17 @@ class TiedStateTree:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "TiedStateTree":
-        data = Path(path).read_bytes()
-        if data.startswith(b"\0B"):
-            data = data[2:]
-        else:
-            raise ValueError(f"{path}: not a Kaldi binary tree (text trees are not supported)")
-        return cls.from_kaldi_bytes(data)
+        """A binary Kaldi ``tree`` file (ours or Kaldi's ``build-tree`` output)."""
+        return cls.from_kaldi(kb.KaldiReader.open(path))
 
     @classmethod
     def from_kaldi_bytes(cls, data: bytes) -> "TiedStateTree":
-        r = _Reader(data)
+        """Inverse of :meth:`to_kaldi_bytes`."""
+        return cls.from_kaldi(kb.KaldiReader(data, "tree"))
+
+    @classmethod
+    def from_kaldi(cls, r: kb.KaldiReader) -> "TiedStateTree":
+        """The ``ContextDependency`` object at the reader's position."""
         r.expect("ContextDependency")
         n, p = r.int32(), r.int32()
         r.expect("ToPdf")
@@ -567,8 +563,7 @@ class TiedStateTree:
                 return b.add(CE, 3, pdf=r.int32())
             if t == "SE":
                 key = r.int32()
-                cnt = r.vec_header()
-                members = tuple(int(x) for x in np.frombuffer(r.raw(4 * cnt), dtype="<i4"))
+                members = tuple(int(x) for x in r.int_vector())
                 sid = sets_index.setdefault(members, len(sets_index))
                 node = b.add(SE, KEY_TO_COLUMN[key], set_id=sid)
                 r.expect("{")
@@ -584,7 +579,7 @@ class TiedStateTree:
                 b.tables[node] = [parse() for _ in range(size)]
                 r.expect(")")
                 return node
-            raise ValueError(f"unexpected token {t!r} in tree")
+            raise kb.KaldiFormatError(f"{r.name}: unexpected token {t!r} in tree at byte {r.pos}")
 
         root = parse()
         if root != 0:
@@ -593,47 +588,6 @@ class TiedStateTree:
         tree = b.finish(sorted(sets_index, key=sets_index.get))
         tree.context_width, tree.central_position = n, p
         return tree
-
-
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data, self.pos = data, 0
-
-    def token(self) -> str:
-        end = self.data.index(b" ", self.pos)
-        tok = self.data[self.pos:end].decode()
-        self.pos = end + 1
-        return tok
-
-    def expect(self, tok: str) -> None:
-        got = self.token()
-        if got != tok:
-            raise ValueError(f"expected token {tok!r}, got {got!r} at byte {self.pos}")
-
-    def raw(self, n: int) -> bytes:
-        out = self.data[self.pos:self.pos + n]
-        if len(out) != n:
-            raise ValueError("unexpected end of tree data")
-        self.pos += n
-        return out
-
-    def int32(self) -> int:
-        size, v = struct.unpack("<bi", self.raw(5))
-        if size != 4:
-            raise ValueError(f"expected int32 size byte 4, got {size}")
-        return v
-
-    def uint32(self) -> int:
-        size, v = struct.unpack("<bI", self.raw(5))
-        if abs(size) != 4:
-            raise ValueError(f"expected 32-bit size byte, got {size}")
-        return v
-
-    def vec_header(self) -> int:
-        size, n = struct.unpack("<bi", self.raw(5))
-        if size != 4:
-            raise ValueError(f"expected int32 vector, element size {size}")
-        return n
 
 
 class _Builder:

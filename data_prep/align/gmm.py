@@ -17,13 +17,14 @@ pdf is split in two, means moved by ``+-perturb * stddev`` along a random direct
 
 from __future__ import annotations
 
-import io
 import math
-import struct
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import torch
+
+from asr_base import kaldi_binary as kb
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -296,47 +297,49 @@ class DiagGmmSet:
         return cls(torch.as_tensor(d["weights"]), torch.as_tensor(d["means"]), torch.as_tensor(d["vars"]),
                    torch.as_tensor(d["gauss2pdf"]), int(d["num_pdfs"]))
 
-    def write_kaldi(self, f: io.BufferedIOBase) -> None:
+    def write_kaldi(self, f: BinaryIO) -> None:
         """Kaldi binary ``AmDiagGmm::Write`` (without the ``\\0B`` header)."""
-        kb_token(f, "<DIMENSION>")
-        kb_int32(f, self.dim)
-        kb_token(f, "<NUMPDFS>")
-        kb_int32(f, self.num_pdfs)
+        kb.write_token(f, "<DIMENSION>")
+        kb.write_int32(f, self.dim)
+        kb.write_token(f, "<NUMPDFS>")
+        kb.write_int32(f, self.num_pdfs)
         bounds = torch.cumsum(self.gauss_per_pdf(), 0).tolist()
         start = 0
         gconst, w, mi, inv = (t.numpy() for t in (self._gconst, self.weights, self._mean_inv, self._inv))
         for end in bounds:
-            kb_token(f, "<DiagGMM>")
-            kb_token(f, "<GCONSTS>")
-            kb_vector(f, gconst[start:end])
-            kb_token(f, "<WEIGHTS>")
-            kb_vector(f, w[start:end])
-            kb_token(f, "<MEANS_INVVARS>")
-            kb_matrix(f, mi[start:end])
-            kb_token(f, "<INV_VARS>")
-            kb_matrix(f, inv[start:end])
-            kb_token(f, "</DiagGMM>")
+            kb.write_token(f, "<DiagGMM>")
+            kb.write_token(f, "<GCONSTS>")
+            kb.write_float_vector(f, gconst[start:end])
+            kb.write_token(f, "<WEIGHTS>")
+            kb.write_float_vector(f, w[start:end])
+            kb.write_token(f, "<MEANS_INVVARS>")
+            kb.write_float_matrix(f, mi[start:end])
+            kb.write_token(f, "<INV_VARS>")
+            kb.write_float_matrix(f, inv[start:end])
+            kb.write_token(f, "</DiagGMM>")
             start = end
 
     @classmethod
-    def read_kaldi(cls, f: io.BufferedIOBase) -> "DiagGmmSet":
-        """Inverse of :meth:`write_kaldi`."""
-        kb_expect(f, "<DIMENSION>")
-        dim = kb_read_int32(f)
-        kb_expect(f, "<NUMPDFS>")
-        num_pdfs = kb_read_int32(f)
+    def read_kaldi(cls, r: kb.KaldiReader | bytes | BinaryIO) -> "DiagGmmSet":
+        """Inverse of :meth:`write_kaldi` (from a reader positioned at ``<DIMENSION>``, or bytes / a file)."""
+        if not isinstance(r, kb.KaldiReader):
+            r = kb.KaldiReader(r)
+        r.expect("<DIMENSION>")
+        dim = r.int32()
+        r.expect("<NUMPDFS>")
+        num_pdfs = r.int32()
         ws, mus, vs, g2p = [], [], [], []
         for p in range(num_pdfs):
-            kb_expect(f, "<DiagGMM>")
-            kb_expect(f, "<GCONSTS>")
-            kb_read_vector(f)
-            kb_expect(f, "<WEIGHTS>")
-            w = kb_read_vector(f)
-            kb_expect(f, "<MEANS_INVVARS>")
-            mi = kb_read_matrix(f)
-            kb_expect(f, "<INV_VARS>")
-            inv = kb_read_matrix(f)
-            kb_expect(f, "</DiagGMM>")
+            r.expect("<DiagGMM>")
+            r.expect("<GCONSTS>")
+            r.float_vector()
+            r.expect("<WEIGHTS>")
+            w = r.float_vector()
+            r.expect("<MEANS_INVVARS>")
+            mi = r.float_matrix()
+            r.expect("<INV_VARS>")
+            inv = r.float_matrix()
+            r.expect("</DiagGMM>")
             if mi.shape[1] != dim:
                 raise ValueError(f"pdf {p}: dimension {mi.shape[1]} != {dim}")
             ws.append(w)
@@ -344,92 +347,3 @@ class DiagGmmSet:
             mus.append(mi / inv)
             g2p.append(np.full(len(w), p))
         return cls(*(torch.from_numpy(np.concatenate(a)) for a in (ws, mus, vs, g2p)), num_pdfs)
-
-
-# ---------------------------------------------------------------------- Kaldi binary primitives
-# Kaldi's binary basic types: a one-byte size then the little-endian value; tokens end with a space;
-# float vectors/matrices are "FV "/"FM " + sizes + raw float32 data.
-
-
-def kb_token(f, token: str) -> None:
-    f.write(token.encode() + b" ")
-
-
-def kb_int32(f, v: int) -> None:
-    f.write(b"\x04" + struct.pack("<i", int(v)))
-
-
-def kb_float(f, v: float) -> None:
-    f.write(b"\x04" + struct.pack("<f", float(v)))
-
-
-def kb_int_vector(f, v) -> None:
-    a = np.asarray(v, dtype="<i4")
-    f.write(b"\x04" + struct.pack("<i", a.size) + a.tobytes())
-
-
-def kb_vector(f, v) -> None:
-    a = np.asarray(v, dtype="<f4")
-    kb_token(f, "FV")
-    kb_int32(f, a.size)
-    f.write(a.tobytes())
-
-
-def kb_matrix(f, m) -> None:
-    a = np.ascontiguousarray(m, dtype="<f4")
-    kb_token(f, "FM")
-    kb_int32(f, a.shape[0])
-    kb_int32(f, a.shape[1])
-    f.write(a.tobytes())
-
-
-def kb_read_token(f) -> str:
-    out = bytearray()
-    while True:
-        c = f.read(1)
-        if not c:
-            raise EOFError("end of file inside a token")
-        if c == b" ":
-            return out.decode()
-        out += c
-
-
-def kb_expect(f, token: str) -> None:
-    got = kb_read_token(f)
-    if got != token:
-        raise ValueError(f"expected Kaldi token {token!r}, got {got!r}")
-
-
-def kb_read_int32(f) -> int:
-    size = f.read(1)
-    if size != b"\x04":
-        raise ValueError(f"expected a 4-byte integer, size byte {size!r}")
-    return struct.unpack("<i", f.read(4))[0]
-
-
-def kb_read_float(f) -> float:
-    size = f.read(1)
-    if size != b"\x04":
-        raise ValueError(f"expected a 4-byte float, size byte {size!r}")
-    return struct.unpack("<f", f.read(4))[0]
-
-
-def kb_read_int_vector(f) -> np.ndarray:
-    kb_read_int32_size = f.read(1)
-    if kb_read_int32_size != b"\x04":
-        raise ValueError("expected an int32 vector")
-    (n,) = struct.unpack("<i", f.read(4))
-    return np.frombuffer(f.read(4 * n), dtype="<i4").copy()
-
-
-def kb_read_vector(f) -> np.ndarray:
-    kb_expect(f, "FV")
-    n = kb_read_int32(f)
-    return np.frombuffer(f.read(4 * n), dtype="<f4").copy()
-
-
-def kb_read_matrix(f) -> np.ndarray:
-    kb_expect(f, "FM")
-    r = kb_read_int32(f)
-    c = kb_read_int32(f)
-    return np.frombuffer(f.read(4 * r * c), dtype="<f4").reshape(r, c).copy()

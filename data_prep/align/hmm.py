@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 
 from asr_base.io import atomic_path
-from data_prep.align.gmm import (DiagGmmSet, kb_expect, kb_float, kb_int32, kb_int_vector, kb_read_float, kb_read_int32,
-                           kb_read_int_vector, kb_read_vector, kb_token, kb_vector)
+from asr_base import kaldi_binary as kb
+from data_prep.align.gmm import DiagGmmSet
 
 log = logging.getLogger(__name__)
 
@@ -219,23 +219,23 @@ def frame_contexts(tids: np.ndarray, hmm: HmmModel, utt_starts: np.ndarray) -> n
 def _write_topology(f, topo) -> None:
     phones, phone2idx, entries = topo.__getstate__()
     is_hmm = all(s.forward_pdf_class == s.self_loop_pdf_class for e in entries for s in e)
-    kb_token(f, "<Topology>")
-    kb_int_vector(f, phones)
-    kb_int_vector(f, phone2idx)
+    kb.write_token(f, "<Topology>")
+    kb.write_int_vector(f, phones)
+    kb.write_int_vector(f, phone2idx)
     if not is_hmm:
-        kb_int32(f, -1)
-    kb_int32(f, len(entries))
+        kb.write_int32(f, -1)
+    kb.write_int32(f, len(entries))
     for e in entries:
-        kb_int32(f, len(e))
+        kb.write_int32(f, len(e))
         for s in e:
-            kb_int32(f, s.forward_pdf_class)
+            kb.write_int32(f, s.forward_pdf_class)
             if not is_hmm:
-                kb_int32(f, s.self_loop_pdf_class)
-            kb_int32(f, len(s.transitions))
+                kb.write_int32(f, s.self_loop_pdf_class)
+            kb.write_int32(f, len(s.transitions))
             for dst, p in s.transitions:
-                kb_int32(f, dst)
-                kb_float(f, p)
-    kb_token(f, "</Topology>")
+                kb.write_int32(f, dst)
+                kb.write_float(f, p)
+    kb.write_token(f, "</Topology>")
 
 
 def write_transition_model(f, hmm: HmmModel) -> None:
@@ -244,21 +244,21 @@ def write_transition_model(f, hmm: HmmModel) -> None:
     tuples = [t.__getstate__() for t in state[0]]
     entries = hmm.topo.__getstate__()[2]
     is_hmm = all(s.forward_pdf_class == s.self_loop_pdf_class for e in entries for s in e)
-    kb_token(f, "<TransitionModel>")
+    kb.write_token(f, "<TransitionModel>")
     _write_topology(f, hmm.topo)
-    kb_token(f, "<Triples>" if is_hmm else "<Tuples>")
-    kb_int32(f, len(tuples))
+    kb.write_token(f, "<Triples>" if is_hmm else "<Tuples>")
+    kb.write_int32(f, len(tuples))
     for phone, hmm_state, fpdf, spdf in tuples:
-        kb_int32(f, phone)
-        kb_int32(f, hmm_state)
-        kb_int32(f, fpdf)
+        kb.write_int32(f, phone)
+        kb.write_int32(f, hmm_state)
+        kb.write_int32(f, fpdf)
         if not is_hmm:
-            kb_int32(f, spdf)
-    kb_token(f, "</Triples>" if is_hmm else "</Tuples>")
-    kb_token(f, "<LogProbs>")
-    kb_vector(f, np.asarray(hmm.tm.log_probs, dtype=np.float32))
-    kb_token(f, "</LogProbs>")
-    kb_token(f, "</TransitionModel>")
+            kb.write_int32(f, spdf)
+    kb.write_token(f, "</Triples>" if is_hmm else "</Tuples>")
+    kb.write_token(f, "<LogProbs>")
+    kb.write_float_vector(f, np.asarray(hmm.tm.log_probs, dtype=np.float32))
+    kb.write_token(f, "</LogProbs>")
+    kb.write_token(f, "</TransitionModel>")
 
 
 def write_final_mdl(path: str | os.PathLike, hmm: HmmModel, gmm: DiagGmmSet) -> None:
@@ -266,7 +266,7 @@ def write_final_mdl(path: str | os.PathLike, hmm: HmmModel, gmm: DiagGmmSet) -> 
     if gmm.num_pdfs != hmm.num_pdfs:
         raise ValueError(f"GMM has {gmm.num_pdfs} pdfs, transition model {hmm.num_pdfs}")
     buf = io.BytesIO()
-    buf.write(b"\0B")
+    buf.write(kb.BINARY_HEADER)
     write_transition_model(buf, hmm)
     gmm.write_kaldi(buf)
     with atomic_path(path) as tmp:
@@ -285,39 +285,37 @@ class KaldiModelFile:
 
 def read_final_mdl(path: str | os.PathLike) -> KaldiModelFile:
     """Parse a binary ``final.mdl`` written by :func:`write_final_mdl` (or Kaldi, for HMM topologies)."""
-    with open(path, "rb") as f:
-        if f.read(2) != b"\0B":
-            raise ValueError(f"{path}: not a Kaldi binary file")
-        kb_expect(f, "<TransitionModel>")
-        kb_expect(f, "<Topology>")
-        phones = kb_read_int_vector(f)
-        phone2idx = kb_read_int_vector(f)
-        n = kb_read_int32(f)
-        is_hmm = n != -1
-        if not is_hmm:
-            n = kb_read_int32(f)
-        topology = []
-        for _ in range(n):
-            states = []
-            for _ in range(kb_read_int32(f)):
-                fpc = kb_read_int32(f)
-                spc = fpc if is_hmm else kb_read_int32(f)
-                trans = [(kb_read_int32(f), kb_read_float(f)) for _ in range(kb_read_int32(f))]
-                states.append((fpc, spc, trans))
-            topology.append(states)
-        kb_expect(f, "</Topology>")
-        kb_expect(f, "<Triples>" if is_hmm else "<Tuples>")
-        num = kb_read_int32(f)
-        width = 3 if is_hmm else 4
-        tup = np.asarray([[kb_read_int32(f) for _ in range(width)] for _ in range(num)], dtype=np.int32)
-        if is_hmm:
-            tup = np.concatenate([tup, tup[:, 2:3]], axis=1) if num else np.zeros((0, 4), np.int32)
-        kb_expect(f, "</Triples>" if is_hmm else "</Tuples>")
-        kb_expect(f, "<LogProbs>")
-        log_probs = kb_read_vector(f)
-        kb_expect(f, "</LogProbs>")
-        kb_expect(f, "</TransitionModel>")
-        gmm = DiagGmmSet.read_kaldi(f)
+    r = kb.KaldiReader.open(path)
+    r.expect("<TransitionModel>")
+    r.expect("<Topology>")
+    phones = r.int_vector()
+    phone2idx = r.int_vector()
+    n = r.int32()
+    is_hmm = n != -1
+    if not is_hmm:
+        n = r.int32()
+    topology = []
+    for _ in range(n):
+        states = []
+        for _ in range(r.int32()):
+            fpc = r.int32()
+            spc = fpc if is_hmm else r.int32()
+            trans = [(r.int32(), r.float32()) for _ in range(r.int32())]
+            states.append((fpc, spc, trans))
+        topology.append(states)
+    r.expect("</Topology>")
+    r.expect("<Triples>" if is_hmm else "<Tuples>")
+    num = r.int32()
+    width = 3 if is_hmm else 4
+    tup = np.asarray([[r.int32() for _ in range(width)] for _ in range(num)], dtype=np.int32)
+    if is_hmm:
+        tup = np.concatenate([tup, tup[:, 2:3]], axis=1) if num else np.zeros((0, 4), np.int32)
+    r.expect("</Triples>" if is_hmm else "</Tuples>")
+    r.expect("<LogProbs>")
+    log_probs = r.float_vector()
+    r.expect("</LogProbs>")
+    r.expect("</TransitionModel>")
+    gmm = DiagGmmSet.read_kaldi(r)
     return KaldiModelFile(phones, phone2idx, topology, tup, log_probs, gmm)
 
 
@@ -345,8 +343,3 @@ def load_hmm(final_mdl: str | os.PathLike, topo, ctx_dep) -> tuple[HmmModel, Dia
     out = khg.TransitionModel.__new__(khg.TransitionModel)
     out.__setstate__(tuple(state))
     return HmmModel(topo, ctx_dep, out), m.gmm
-
-
-# ------------------------------------------------------------------------------------------------ synthetic data
-
-

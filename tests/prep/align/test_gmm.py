@@ -98,8 +98,12 @@ def test_kaldi_binary_round_trip():
 
 
 def test_read_kaldi_rejects_garbage():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected token '<DIMENSION>'"):
         DiagGmmSet.read_kaldi(io.BytesIO(b"<NUMPDFS> \x04\x00\x00\x00\x00"))
+    data = io.BytesIO()
+    _random_set().write_kaldi(data)
+    with pytest.raises(ValueError, match="truncated"):
+        DiagGmmSet.read_kaldi(data.getvalue()[:-10])
 
 
 def _dense_accumulate(s, x, lab):
