@@ -7,15 +7,21 @@ temperature) and returns the mean over the ``B`` frames, keeping the leading dim
 - hard CE: ``CE(y, softmax(z))``
 - soft CE at temperature ``T``: ``T^2 * CE(p_teacher(T), softmax(z / T))`` -- the ``T^2`` keeps the size of
   its gradient (which scales as ``1 / T^2``) comparable across temperatures and with the hard term
-- distillation: ``soft + hard_weight * hard`` from the same student logits (paper: weight 0.5)
 - logit matching: ``0.5 * mean_i (z_i - v_i)^2`` over classes on zero-mean logits; its gradient
   ``(z_i - v_i) / P`` is the high-temperature limit of the (``T^2``-scaled) soft CE gradient.
+- distillation: ``soft + hard_weight * hard`` from the same student logits (paper: weight 0.5), where
+  ``soft`` is the soft CE or logit matching: :func:`distillation_loss`, the one KD objective every
+  training stage calls.
 """
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
-import torch.nn.functional as F
+
+SoftLoss = Literal["ce", "logit-matching"]
+SOFT_LOSSES = get_args(SoftLoss)
 
 
 def _as_temperature(temperature: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor | float:
@@ -46,10 +52,22 @@ def soft_ce(logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: floa
     return t2 * ce
 
 
-def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor,
-                      temperature: float | torch.Tensor, hard_weight: float = 0.5) -> torch.Tensor:
-    """``T^2 * CE(p_teacher(T), q(T)) + hard_weight * CE(y, q(1))`` (``hard_weight = 0``: soft targets only)."""
-    loss = soft_ce(logits, teacher_probs, temperature)
+def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
+                      temperature: float | torch.Tensor = 1.0, hard_weight: float = 0.5,
+                      soft: SoftLoss = "ce") -> torch.Tensor:
+    """``soft + hard_weight * CE(y, q(1))`` per leading member (``hard_weight = 0``: soft targets only).
+
+    ``soft="ce"``: ``teacher`` is the ensemble distribution at ``temperature`` and the soft term is
+    ``T^2 * CE(p_teacher(T), q(T))`` (``temperature``: a float or one value per leading member).
+    ``soft="logit-matching"``: ``teacher`` is the zero-mean teacher logits and the soft term is
+    :func:`logit_matching` (``temperature`` unused: the high-temperature limit).
+    """
+    if soft == "ce":
+        loss = soft_ce(logits, teacher, temperature)
+    elif soft == "logit-matching":
+        loss = logit_matching(logits, teacher)
+    else:
+        raise ValueError(f"unknown soft loss {soft!r}; choose from {SOFT_LOSSES}")
     if hard_weight:
         loss = loss + hard_weight * hard_ce(logits, labels)
     return loss

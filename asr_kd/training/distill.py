@@ -22,7 +22,7 @@ import torch
 
 from asr_kd.training.frame_data import FrameSampler
 from asr_base.io import write_json
-from asr_kd.nn.losses import hard_ce, logit_matching, soft_ce
+from asr_kd.nn.losses import distillation_loss
 from asr_kd.nn.model import StackedDNN
 from asr_kd.nn.soft_targets import MEANS, TeacherEnsemble, TopKCache, ensemble_centered_logits
 from asr_kd.training.train import (run_trainer, add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
@@ -69,17 +69,13 @@ class DistillObjective:
 
     def __call__(self, logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         if self.loss == "logit-matching":
-            target = ensemble_centered_logits(self.teachers.logits(x))
-            losses = logit_matching(logits, target)
+            teacher = ensemble_centered_logits(self.teachers.logits(x))
+        elif self.cache is not None:
+            teacher = self.cache.dense(idx[0])
         else:
-            if self.cache is not None:
-                probs = self.cache.dense(idx[0])
-            else:
-                probs = self.teachers.probs(x, self.temperatures)  # (len(T), B, P), one teacher pass
-            losses = soft_ce(logits, probs, self._t.to(logits.device))
-        if self.hard_weight:
-            losses = losses + self.hard_weight * hard_ce(logits, labels)
-        return losses
+            teacher = self.teachers.probs(x, self.temperatures)  # (len(T), B, P), one teacher pass
+        soft = "logit-matching" if self.loss == "logit-matching" else "ce"
+        return distillation_loss(logits, teacher, labels, self._t.to(logits.device), self.hard_weight, soft)
 
 
 def main(args: argparse.Namespace) -> int:

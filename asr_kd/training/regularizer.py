@@ -19,7 +19,7 @@ import torch
 from asr_kd.training.evaluate import stack_accuracy
 from asr_kd.training.frame_data import FrameSampler, FrameSplit
 from asr_base.io import write_json
-from asr_kd.nn.losses import hard_ce, soft_ce
+from asr_kd.nn.losses import distillation_loss, hard_ce
 from asr_kd.nn.model import StackedDNN
 from asr_kd.nn.soft_targets import TeacherEnsemble, member_dirs
 from asr_kd.training.train import (run_trainer, add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
@@ -54,9 +54,8 @@ class RegularizerObjective:
 
     def __call__(self, logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         hard = hard_ce(logits[0], labels[0])
-        soft = soft_ce(logits[1], self.teachers.probs(x, self.temperature), self.temperature)
-        if self.hard_weight:
-            soft = soft + self.hard_weight * hard_ce(logits[1], labels[0])
+        soft = distillation_loss(logits[1], self.teachers.probs(x, self.temperature), labels[0], self.temperature,
+                                 self.hard_weight)
         return torch.stack([hard, soft])
 
 

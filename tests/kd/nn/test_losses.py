@@ -113,3 +113,14 @@ def test_high_temperature_limit_is_logit_matching():
     errors = [((_soft_grad(z, v, t) - target).norm() / target.norm()).item() for t in (1.0, 5.0, 20.0, 100.0)]
     assert all(a > b for a, b in zip(errors, errors[1:]))  # monotone approach
     assert errors[-1] < 0.02 and errors[0] > 0.2
+
+
+def test_distillation_loss_with_logit_matching_soft_term():
+    torch.manual_seed(4)
+    z, v = torch.randn(2, 5, 7), zero_mean(torch.randn(5, 7))
+    y = torch.randint(7, (1, 5))
+    got = distillation_loss(z, v, y, hard_weight=0.25, soft="logit-matching")
+    assert got.shape == (2,)
+    assert torch.allclose(got, logit_matching(z, v) + 0.25 * hard_ce(z, y), rtol=1e-12)
+    with pytest.raises(ValueError, match="soft loss"):
+        distillation_loss(z, v, y, soft="mse")

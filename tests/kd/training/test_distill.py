@@ -113,3 +113,38 @@ def test_one_teacher_pass_per_batch_shared_by_all_students():
     for m, t in enumerate(temps):
         ref = distillation_loss(students(x)[m], ensemble_probs(z, t), y[0], t, 0.5)
         assert losses[m].item() == pytest.approx(ref.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss,hard_weight", [("kd", 0.5), ("soft-only", 0.0), ("logit-matching", 0.5)])
+def test_training_objective_is_the_tested_kd_loss(monkeypatch, loss, hard_weight):
+    """DistillObjective and RegularizerObjective compute their losses through nn.losses.distillation_loss."""
+    from asr_kd.nn import losses
+    from asr_kd.nn.soft_targets import ensemble_centered_logits, ensemble_probs
+    from asr_kd.training import distill, regularizer
+
+    assert distill.distillation_loss is losses.distillation_loss
+    assert regularizer.distillation_loss is losses.distillation_loss
+    cfg = ModelConfig(num_pdfs=5, feat_dim=3, left_context=1, right_context=0, hidden_layers=1, hidden_dim=6)
+    teachers = TeacherEnsemble(StackedDNN.init_from_seeds(cfg, [4, 5]))
+    temps = [0.0] if loss == "logit-matching" else [1.0, 3.0]
+    obj = DistillObjective(teachers, temps, hard_weight, loss)
+    torch.manual_seed(0)
+    logits = torch.randn(len(temps), 9, 5)
+    x = torch.randn(9, cfg.input_dim)
+    y = torch.randint(5, (1, 9))
+    z = teachers.logits(x)
+    got = obj(logits, x, y, torch.arange(9)[None])
+    if loss == "logit-matching":
+        ref = losses.distillation_loss(logits, ensemble_centered_logits(z), y, 0.0, hard_weight, "logit-matching")
+        alone = losses.logit_matching(logits, ensemble_centered_logits(z)) + hard_weight * losses.hard_ce(logits, y)
+    else:
+        ref = losses.distillation_loss(logits, ensemble_probs(z, temps), y, torch.tensor(temps), hard_weight)
+        alone = losses.soft_ce(logits, ensemble_probs(z, temps), torch.tensor(temps)) + hard_weight * losses.hard_ce(logits, y)
+    assert torch.equal(got, ref) and torch.allclose(got, alone, rtol=1e-6)
+    # the objective looks the function up where the loss tests find it: replacing it changes the objective
+    calls = []
+    monkeypatch.setattr(distill, "distillation_loss", lambda *a, **k: calls.append(a) or torch.full((len(temps),), 7.0))
+    assert obj(logits, x, y, torch.arange(9)[None]).tolist() == [7.0] * len(temps) and len(calls) == 1
+    reg = regularizer.RegularizerObjective(teachers, 2.0, hard_weight)
+    monkeypatch.setattr(regularizer, "distillation_loss", lambda *a, **k: torch.tensor(-3.0))
+    assert reg(logits[:1].expand(2, -1, -1), x, y, torch.arange(9)[None])[1].item() == -3.0
