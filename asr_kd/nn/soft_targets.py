@@ -17,12 +17,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
 
 import torch
 
 from asr_kd.nn.losses import zero_mean
 from asr_kd.nn.model import StackedDNN, load_model
+from asr_kd.nn.model_dirs import FINAL, member_dirs
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +56,6 @@ def _full(z: torch.Tensor) -> torch.Tensor:
     return z if z.dtype in (torch.float32, torch.float64) else z.float()
 
 
-def member_dirs(path: str | os.PathLike) -> list[Path]:
-    """A teachers dir (``member_XX/final.pt`` inside) or a single model dir -> model dirs."""
-    path = Path(path)
-    if (path / "final.pt").is_file():
-        return [path]
-    dirs = sorted(p for p in path.glob("member_*") if (p / "final.pt").is_file())
-    if not dirs:
-        raise FileNotFoundError(f"{path}: no final.pt and no member_*/final.pt (train the teachers first)")
-    return dirs
-
-
 class TeacherEnsemble:
     """The teachers as one stacked model; ``logits(x)`` runs all members in one batched pass."""
 
@@ -85,7 +74,7 @@ class TeacherEnsemble:
              mean: str = "arithmetic", amp: bool = True) -> "TeacherEnsemble":
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         dirs = [d for p in paths for d in member_dirs(p)]
-        members = [load_model(d / "final.pt") for d in dirs]
+        members = [load_model(d / FINAL) for d in dirs]
         log.info("teacher ensemble: %d members from %s", len(members), ", ".join(str(d) for d in dirs))
         return cls(StackedDNN.from_members(members).to(device), mean, amp)
 

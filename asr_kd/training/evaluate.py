@@ -22,33 +22,17 @@ import torch
 from asr_kd.training.frame_data import FrameSplit
 from asr_base.io import read_json, write_json
 from asr_kd.nn.model import StackedDNN, load_model
+from asr_kd.nn.model_dirs import FINAL, discover
 from asr_kd.nn.soft_targets import ensemble_log_probs
 from asr_kd.training.trainer import count_correct, resolve_device
 
 log = logging.getLogger(__name__)
 
 
-def discover(path: str | Path) -> tuple[str, list[tuple[str, Path]]]:
-    """``(kind, [(system name, model dir)])`` with kind ``model``, ``ensemble`` or ``students``."""
-    path = Path(path)
-    if (path / "final.pt").is_file():
-        return "model", [(path.name, path)]
-    members = sorted(p for p in path.glob("member_*") if (p / "final.pt").is_file())
-    if members:
-        return "ensemble", [(f"{path.name}/{p.name}", p) for p in members]
-    students = sorted((p for p in path.glob("T*") if (p / "final.pt").is_file()),
-                      key=lambda p: (len(p.name), p.name))
-    students += sorted(p for p in path.iterdir() if p.is_dir() and (p / "final.pt").is_file()
-                       and p not in students) if path.is_dir() else []
-    if students:
-        return "students", [(f"{path.name}/{p.name}", p) for p in students]
-    raise FileNotFoundError(f"{path}: not a model, ensemble or student directory (no final.pt found)")
-
-
 def stack_accuracy(dirs: list[Path], split: FrameSplit, batch_size: int = 4096, max_frames: int | None = None,
                    with_ensemble: bool = False, device: torch.device | None = None) -> dict[str, float]:
     """Frame accuracy (%) of each model; with ``with_ensemble`` also of their arithmetic/geometric mean."""
-    models = [load_model(d / "final.pt") for d in dirs]
+    models = [load_model(d / FINAL) for d in dirs]
     cfg = models[0].config
     stack = StackedDNN.from_members(models).to(device or split.device).eval()
     amp = split.device.type == "cuda"

@@ -21,7 +21,8 @@ from asr_kd.training.frame_data import FrameSampler, FrameSplit
 from asr_base.io import write_json
 from asr_kd.nn.losses import distillation_loss, hard_ce
 from asr_kd.nn.model import StackedDNN
-from asr_kd.nn.soft_targets import TeacherEnsemble, member_dirs
+from asr_kd.nn.model_dirs import member_dirs
+from asr_kd.nn.soft_targets import TeacherEnsemble
 from asr_kd.training.train import (run_trainer, add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
                           model_config_from_args, prepare_out_dir, setup_run, train_config_from_args)
 from asr_kd.training.trainer import Trainer
