@@ -19,9 +19,12 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from asr_base.config import add_options, from_args, option
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +124,38 @@ def download_lm(out_dir: Path, files: list[str], mirror: str = LM_MIRROR) -> Non
         download(f"{mirror}/{name}", out_dir / name, sums.get(name))
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out-dir", type=Path, required=True, help="corpus root; parts land in OUT/LibriSpeech/<part>")
-    p.add_argument("--parts", nargs="+", default=["dev-clean", "test-clean", "train-clean-100"],
-                   choices=LIBRISPEECH_PARTS, help="LibriSpeech parts to fetch")
-    p.add_argument("--mirror", default=LIBRISPEECH_MIRROR, help="URL prefix of the LibriSpeech resource")
-    p.add_argument("--lm-dir", type=Path, default=None, help="also fetch the lexicon and ARPA LMs into this dir")
-    p.add_argument("--lm-files", nargs="+", default=LM_FILES[:2], help="LM resource files to fetch")
-    p.add_argument("--lm-mirror", default=LM_MIRROR, help="URL prefix of the LM resource")
-    p.add_argument("--keep-archives", action="store_true", help="keep the .tar.gz files after extraction")
+@dataclass
+class DownloadConfig:
+    out_dir: str = option(help="corpus root; parts land in OUT/LibriSpeech/<part>")
+    parts: list[str] = option(["dev-clean", "test-clean", "train-clean-100"],
+                              help=f"LibriSpeech parts to fetch (of {' '.join(LIBRISPEECH_PARTS)})")
+    mirror: str = option(LIBRISPEECH_MIRROR, help="URL prefix of the LibriSpeech resource")
+    lm_dir: str | None = option(None, help="also fetch the lexicon and ARPA LMs into this dir")
+    lm_files: list[str] = option(LM_FILES[:2], help="LM resource files to fetch")
+    lm_mirror: str = option(LM_MIRROR, help="URL prefix of the LM resource")
+    keep_archives: bool = option(False, help="keep the .tar.gz files after extraction")
+
+
+def run_download(cfg: DownloadConfig) -> None:
+    unknown = [p for p in cfg.parts if p not in LIBRISPEECH_PARTS]
+    if unknown:
+        raise ValueError(f"unknown LibriSpeech part(s) {' '.join(unknown)}; choose from {' '.join(LIBRISPEECH_PARTS)}")
+    out_dir = Path(cfg.out_dir)
+    download_librispeech(out_dir, cfg.parts, cfg.mirror, cfg.keep_archives)
+    if cfg.lm_dir is not None:
+        download_lm(Path(cfg.lm_dir), cfg.lm_files, cfg.lm_mirror)
+    if shutil.disk_usage(out_dir).free < (10 << 30):
+        log.warning("less than 10 GB free under %s", out_dir)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, DownloadConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    download_librispeech(args.out_dir, args.parts, args.mirror, args.keep_archives)
-    if args.lm_dir is not None:
-        download_lm(args.lm_dir, args.lm_files, args.lm_mirror)
-    if shutil.disk_usage(args.out_dir).free < (10 << 30):
-        log.warning("less than 10 GB free under %s", args.out_dir)
+    try:
+        run_download(from_args(DownloadConfig, args))
+    except (ValueError, RuntimeError, OSError) as e:
+        log.error("%s", e)
+        return 1
     return 0

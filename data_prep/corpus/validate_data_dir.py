@@ -27,6 +27,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from asr_base.config import add_options, from_args, option
+from data_prep.corpus.data_dir import DataDir
+
 log = logging.getLogger(__name__)
 
 MAX_EXAMPLES = 5
@@ -34,11 +37,12 @@ MAX_EXAMPLES = 5
 
 @dataclass
 class ValidateConfig:
-    data_dir: str
-    require_text: bool = True
-    require_utt2dur: bool = True
-    check_audio: bool = True
-    sample_rate: int | None = None  # when set: |num_samples / rate - dur| must be <= 1 ms (+ rounding)
+    data_dir: str = option(cli=False, help="Kaldi data dir, e.g. data/train")  # the positional argument
+    require_text: bool = option(True, flag="--text", help="require a text file (--no-text: do not)")
+    require_utt2dur: bool = option(True, flag="--utt2dur", help="require an utt2dur file (--no-utt2dur: do not)")
+    check_audio: bool = option(True, flag="--audio-check",
+                               help="check that audio files exist (--no-audio-check: do not)")
+    sample_rate: int | None = option(None, help="check utt2dur against utt2num_samples at this rate (e.g. 16000)")
 
 
 def _examples(items) -> str:
@@ -198,15 +202,19 @@ def _check_audio(wav: dict[str, str], problems: list[str]) -> None:
         problems.append(f"wav.scp: {len(missing)} audio file(s) do not exist: {_examples(missing)}")
 
 
-def validate_data_dir(data_dir: str | os.PathLike, *, require_text: bool = True, require_utt2dur: bool = True,
-                      check_audio: bool = True, sample_rate: int | None = None) -> list[str]:
-    """All problems found in ``data_dir`` (empty list: valid). Never raises on bad content."""
-    d = Path(data_dir)
+def validate_data_dir(data_dir: str | os.PathLike, **options) -> list[str]:
+    """All problems found in ``data_dir`` (empty list: valid); ``options`` are :class:`ValidateConfig` fields."""
+    return validate(ValidateConfig(str(data_dir), **options))
+
+
+def validate(cfg: ValidateConfig) -> list[str]:
+    """All problems found in ``cfg.data_dir`` (empty list: valid). Never raises on bad content."""
+    d = Path(cfg.data_dir)
     if not d.is_dir():
         return [f"{d}: not a directory"]
     problems: list[str] = []
-    required = ["wav.scp", "utt2spk", "spk2utt"] + (["text"] if require_text else []) + (
-        ["utt2dur"] if require_utt2dur else [])
+    required = ["wav.scp", "utt2spk", "spk2utt"] + (["text"] if cfg.require_text else []) + (
+        ["utt2dur"] if cfg.require_utt2dur else [])
     for name in required:
         if not (d / name).is_file():
             problems.append(f"{name}: required file missing")
@@ -247,6 +255,7 @@ def validate_data_dir(data_dir: str | os.PathLike, *, require_text: bool = True,
             problems.append(f"text: {len(empty)} empty transcript(s): {_examples(empty)}")
     durs = _check_numbers("utt2dur", utt2dur, float, problems) if utt2dur is not None else {}
     nums = _check_numbers("utt2num_samples", utt2num_samples, int, problems) if utt2num_samples is not None else {}
+    sample_rate = cfg.sample_rate
     if sample_rate and durs and nums:
         tol = 0.001 + 0.5 / sample_rate
         off = [f"{u} dur {durs[u]:g} vs {nums[u]} samples" for u in durs
@@ -254,44 +263,30 @@ def validate_data_dir(data_dir: str | os.PathLike, *, require_text: bool = True,
         if off:
             problems.append(f"utt2dur and utt2num_samples disagree at {sample_rate} Hz for {len(off)} "
                             f"utterance(s): {_examples(off)}")
-    if check_audio and wav:
+    if cfg.check_audio and wav:
         _check_audio(wav, problems)
     return problems
 
 
-def validate(cfg: ValidateConfig) -> list[str]:
-    """:func:`validate_data_dir` with a typed config."""
-    return validate_data_dir(cfg.data_dir, require_text=cfg.require_text, require_utt2dur=cfg.require_utt2dur,
-                             check_audio=cfg.check_audio, sample_rate=cfg.sample_rate)
-
-
 def summarize(data_dir: str | os.PathLike) -> str:
     """One line describing a (valid) data dir: utterances, speakers, hours."""
-    d = Path(data_dir)
-    from data_prep.corpus.data_dir import DataDir
-
-    dd = DataDir.load(d)
+    dd = DataDir.load(data_dir)
     hours = sum(dd.utt2dur.values()) / 3600 if dd.utt2dur else float("nan")
     return f"{len(dd.wav)} utterances, {len(set(dd.utt2spk.values()))} speakers, {hours:.2f} h"
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data_dir", help="Kaldi data dir, e.g. data/train")
-    p.add_argument("--no-text", action="store_true", help="do not require a text file")
-    p.add_argument("--no-utt2dur", action="store_true", help="do not require an utt2dur file")
-    p.add_argument("--no-audio-check", action="store_true", help="do not check that audio files exist")
-    p.add_argument("--sample-rate", type=int, default=None,
-                   help="check utt2dur against utt2num_samples at this rate (e.g. 16000)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", help="Kaldi data dir, e.g. data/train")
+    add_options(parser, ValidateConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    problems = validate(ValidateConfig(args.data_dir, require_text=not args.no_text,
-                                       require_utt2dur=not args.no_utt2dur, check_audio=not args.no_audio_check,
-                                       sample_rate=args.sample_rate))
+    cfg = from_args(ValidateConfig, args)
+    problems = validate(cfg)
     if problems:
-        log.error("%s is NOT a valid data dir (%d problem(s)):", args.data_dir, len(problems))
+        log.error("%s is NOT a valid data dir (%d problem(s)):", cfg.data_dir, len(problems))
         for prob in problems:
             log.error("  %s", prob)
         return 1
-    log.info("%s: OK (%s)", args.data_dir, summarize(args.data_dir))
+    log.info("%s: OK (%s)", cfg.data_dir, summarize(cfg.data_dir))
     return 0

@@ -27,3 +27,13 @@ def test_combine_rejects_duplicate_ids(tmp_path):
     b = _dir(tmp_path / "b", ["1-1-0001"])
     with pytest.raises(ValueError, match="already seen"):
         combine([a, b], tmp_path / "train")
+
+
+def test_cli_combine_data_dirs(tmp_path):
+    from data_prep import cli
+
+    a = _dir(tmp_path / "a", ["1-1-0001"])
+    b = _dir(tmp_path / "b", ["2-5-0001"])
+    assert cli.main(["combine-data-dirs", "--out", str(tmp_path / "train"), str(a), str(b)]) == 0
+    assert DataDir.load(tmp_path / "train").utt_ids == ["1-1-0001", "2-5-0001"]
+    assert cli.main(["combine-data-dirs", "--out", str(tmp_path / "again"), str(a), str(a)]) == 1  # id clash

@@ -88,3 +88,15 @@ def test_resume_from_partial_download(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_cli_download_and_unknown_part(tmp_path):
+    from data_prep import cli
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    _make_part_archive(mirror, "dev-clean")
+    out = tmp_path / "corpus"
+    assert cli.main(["download", "--out-dir", str(out), "--parts", "dev-clean", "--mirror", mirror.as_uri()]) == 0
+    assert (out / "LibriSpeech/dev-clean/1/2/1-2.trans.txt").is_file()
+    assert cli.main(["download", "--out-dir", str(out), "--parts", "dev-nope", "--mirror", mirror.as_uri()]) == 1

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from data_prep.corpus import librispeech as ls
 from data_prep.corpus.data_dir import DataDir, c_sorted, read_table
+from data_prep.corpus.skipped import read_skipped
 from data_prep.corpus.validate_data_dir import validate_data_dir
 
 SR = 16000
@@ -108,7 +109,7 @@ def run(root: Path, out: Path, split: str = "dev-clean", **kw) -> dict:
 
 
 def skipped_reasons(out: Path) -> dict[str, str]:
-    return {u: r for u, _, r in ls.read_skipped(out / "skipped.tsv")}
+    return {u: r for u, _, r in read_skipped(out / "skipped.tsv")}
 
 
 def test_good_corpus_all_kept_sorted_and_valid(tmp_path):
@@ -168,7 +169,7 @@ def test_non_utf8_transcript_file(tmp_path):
     (cdir / "5-6.trans.txt").write_bytes(b"5-6-0000 CAF\xe9\n")
     out = tmp_path / "out"
     run(root, out)
-    rows = ls.read_skipped(out / "skipped.tsv")
+    rows = read_skipped(out / "skipped.tsv")
     assert [(u, r.split(":")[0]) for u, _, r in rows] == [
         ("-", "transcript file is not UTF-8"), ("5-6-0000", "missing transcript (5-6.trans.txt is not UTF-8)")]
     assert set(DataDir.load(out).wav) == set(good)
@@ -185,7 +186,7 @@ def test_misplaced_file_and_duplicate_audio(tmp_path):
         f.write("201-9-0005 MISPLACED\n")
     out = tmp_path / "out"
     run(root, out)
-    rows = ls.read_skipped(out / "skipped.tsv")
+    rows = read_skipped(out / "skipped.tsv")
     reasons = {(u, r.split(" (")[0].split(":")[0]) for u, _, r in rows}
     assert len(rows) == 3 and reasons == {
         ("19-198-0000", "duplicate utterance id"), ("201-9-0005", "malformed trans.txt line"),
@@ -292,13 +293,6 @@ def test_cli_end_to_end_with_pool(tmp_path):
     assert set(skipped_reasons(out)) == set(expect)
     assert cli.main(["validate-data-dir", str(out), "--sample-rate", "16000"]) == 0
     assert cli.main(["make-data-dir", "--corpus-dir", str(root), "--split", "nope", "--out", str(out)]) == 1
-
-
-def test_read_speaker_genders(tmp_path):
-    p = tmp_path / "SPEAKERS.TXT"
-    p.write_text(";ID |SEX| SUBSET |MINUTES| NAME\n14   | F | train-clean-360  | 25.03 | Kristin LeMoine\n"
-                 "16 | f | train-clean-360 | 25.11 | Alys AtteWater\n17   | M | x | 1 | A | B\nbad line\n")
-    assert ls.read_speaker_genders(p) == {"14": "f", "16": "f", "17": "m"}
 
 
 @pytest.mark.e2e
