@@ -15,7 +15,7 @@ COMMANDS = [
     ("make-graph", "asr_kd.decoding.graph", "build the HCLG decoding graph"),
     ("decode", "asr_kd.decoding.decode", "decode with a model through a decoder hook and score WER"),
     ("loglikes", "asr_kd.decoding.loglikes", "write pseudo-log-likelihoods of a model as a Kaldi ark"),
-    ("export", "asr_kd.export.export", "export a model for a decoder (TorchScript + ONNX + priors + config)"),
+    ("export", "asr_kd.export.write", "export a model for a decoder (TorchScript + ONNX + priors + config)"),
     ("report", "asr_kd.report.report", "write report.md and plots from a run's logs"),
 ]
 

@@ -22,8 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from asr_base.io import read_json  # noqa: E402
 from asr_base.kaldi import kaldifst  # noqa: E402,F401  (import order)
-from asr_kd import graph  # noqa: E402
+from asr_kd.decoding import graph  # noqa: E402
 from asr_kd.decoding.decoder import DecoderConfig, decode_matrices  # noqa: E402
 from asr_kd.decoding.lm import LMConfig, estimate  # noqa: E402
 
@@ -77,7 +78,7 @@ def main() -> None:
         t0 = time.perf_counter()
         graph.build_graph(graph.GraphInputs(root / "lang", root / "lm.arpa", root / "tree"), root / "graph", force=True)
         t_hclg = time.perf_counter() - t0
-        man = graph.read_json(root / "graph" / "manifest.json")["stats"]
+        man = read_json(root / "graph" / "manifest.json")["stats"]
         h = man["HCLG"]
         print(f"graph: LG {LG.num_states} states in {t_lg:.2f} s (reference); HCLG {h['states']} states, "
               f"{h['arcs']} arcs, {h['bytes'] / 2**20:.1f} MiB in {t_hclg:.2f} s "

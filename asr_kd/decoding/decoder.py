@@ -26,6 +26,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 from tqdm import tqdm
 
+from asr_base.config import option
 from asr_base.kaldi import kaldi_decoder, kaldifst
 
 from _kaldifst import _ArcIteratorLattice  # noqa: E402  (kaldifst.ArcIterator only wraps Std FSTs)
@@ -35,13 +36,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DecoderConfig:
-    beam: float = 13.0
-    max_active: int = 7000
-    min_active: int = 200
-    acoustic_scale: float = 0.1
-    retry_beams: tuple[float, ...] = (26.0,)  # wider beams (max_active widened alike) tried when no token
-    # reaches a final state
-    num_jobs: int = 0  # 0: all cores
+    """Options of the built-in decoder (``--beam`` ...; the external decoder gets them as placeholders)."""
+
+    beam: float = option(13.0, help="decoding beam")
+    max_active: int = option(7000, help="maximum active tokens per frame")
+    min_active: int = option(200, cli=False, help="minimum active tokens per frame")
+    acoustic_scale: float = option(0.1, help="scale of the log-likelihoods")
+    retry_beams: tuple[float, ...] = option((26.0,), flag="--retry-beam",
+                                            help="wider beams (max-active widened alike) tried when no token "
+                                                 "reaches a final state")
+    num_jobs: int = option(0, help="decoder processes (0: all cores)")
 
     def __post_init__(self) -> None:
         if self.beam <= 0 or self.acoustic_scale <= 0:

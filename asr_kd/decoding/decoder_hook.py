@@ -17,7 +17,8 @@ Implementations
 * :class:`ExternalDecoder`: writes the matrices as a Kaldi ``ark,scp`` with kaldi-io, runs a user command
   template, and reads hypotheses back from a Kaldi ``text``-format file (words or word ids) or a CTM.
   Template placeholders: ``{loglikes_ark}``, ``{loglikes_scp}``, ``{hyp}``, ``{workdir}``, ``{graph}``,
-  ``{words}``, ``{acoustic_scale}``, ``{beam}``, ``{max_active}``, ``{num_pdfs}``. E.g. with Kaldi::
+  ``{words}``, ``{acoustic_scale}``, ``{beam}``, ``{max_active}``, ``{num_pdfs}``, ``{frame_shift}`` (seconds,
+  the feature store's). E.g. with Kaldi::
 
       latgen-faster-mapped --acoustic-scale={acoustic_scale} --beam={beam} --max-active={max_active}
         --word-symbol-table={words} exp/tri/final.mdl {graph}/HCLG.fst ark:{loglikes_ark}
@@ -27,7 +28,8 @@ Implementations
 
 Stand-in external command (exercises the file contract end to end)::
 
-    python -m asr_kd.decoding.decoder_hook --graph exp/graph [--ctm] [--beam 13] ark:LOGLIKES.ark HYP
+    python -m asr_kd.decoding.decoder_hook --graph exp/graph [--ctm --frame-shift {frame_shift}] [--beam 13] \
+        ark:LOGLIKES.ark HYP
 
 It reads an ark (or ``scp:FILE``), decodes with the built-in decoder and writes Kaldi ``text`` (or CTM).
 Failed utterances are left out of its output, as Kaldi's decoders do.
@@ -46,11 +48,11 @@ from typing import Iterable, Iterator, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from asr_base.config import add_options, from_args, option
 from asr_kd.decoding.decoder import DecodeOutput, DecodeResult, DecoderConfig, decode_all, read_words
+from data_prep.features.store import DEFAULT_FRAME_SHIFT_MS
 
 log = logging.getLogger(__name__)
-
-FRAME_SHIFT = 0.01  # seconds
 
 
 @runtime_checkable
@@ -192,9 +194,10 @@ def read_ctm(path: str | os.PathLike, words: list[str] | None = None) -> dict[st
 
 
 def write_ctm(path: str | os.PathLike, results: Mapping[str, DecodeResult], words: list[str],
-              frame_shift: float = FRAME_SHIFT) -> None:
-    """CTM from best paths. A word's start is the frame where its label was emitted on the best path
-    (in a Kaldi graph that is inside the word's first phone), its end the next word's start or the end."""
+              frame_shift: float) -> None:
+    """CTM from best paths (``frame_shift``: seconds per frame). A word's start is the frame where its label
+    was emitted on the best path (in a Kaldi graph that is inside the word's first phone), its end the next
+    word's start or the end."""
     from asr_base.io import write_text
 
     lines = []
@@ -223,6 +226,7 @@ class ExternalDecoder:
     graph_dir: Path | None = None
     config: DecoderConfig = field(default_factory=DecoderConfig)
     num_pdfs: int | None = None
+    frame_shift: float | None = None  # seconds per frame of the scored features (the {frame_shift} placeholder)
 
     def __post_init__(self) -> None:
         if self.output_format not in ("text", "ctm"):
@@ -240,6 +244,7 @@ class ExternalDecoder:
             "words": str(Path(self.words_txt).resolve()) if self.words_txt else "",
             "acoustic_scale": f"{self.config.acoustic_scale:g}", "beam": f"{self.config.beam:g}",
             "max_active": str(self.config.max_active), "num_pdfs": str(self.num_pdfs or ""),
+            "frame_shift": f"{self.frame_shift:g}" if self.frame_shift else "",
         }
 
     def decode(self, loglikes, total: int | None = None) -> DecodeOutput:
@@ -289,36 +294,44 @@ class ExternalDecoder:
 # -- the stand-in external command --------------------------------------------------------------------
 
 
+@dataclass(kw_only=True)
+class StandinConfig:
+    """The stand-in's own options; the decoder's come from :class:`DecoderConfig` (``--num-jobs`` default 1)."""
+
+    graph: str = option(help="graph dir with HCLG.fst (pdf+1 labels), words.txt, num_pdfs")
+    ctm: bool = option(False, help="write a CTM instead of Kaldi text")
+    frame_shift: float = option(DEFAULT_FRAME_SHIFT_MS / 1000.0,
+                                help="seconds per frame for CTM times: the feature store's frame shift "
+                                     "({frame_shift} in an --external-cmd template)")
+    word_ids: bool = option(False, help="write word ids instead of words (like Kaldi)")
+    loglikes: str = option(cli=False, help="ark:FILE, scp:FILE or a path")
+    hyp: str = option(cli=False, help="output hypotheses")
+
+
 def standin_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m asr_kd.decoding.decoder_hook",
                                 description="Decode a Kaldi ark/scp of log-likelihoods with the built-in decoder "
-                                            "(a stand-in for an external decoder such as latgen-faster-mapped).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--graph", required=True, help="graph dir with HCLG.fst (pdf+1 labels), words.txt, num_pdfs")
-    p.add_argument("--acoustic-scale", type=float, default=0.1)
-    p.add_argument("--beam", type=float, default=13.0)
-    p.add_argument("--max-active", type=int, default=7000)
-    p.add_argument("--num-jobs", type=int, default=1, help="decoder processes (0: all cores)")
-    p.add_argument("--ctm", action="store_true", help="write a CTM instead of Kaldi text")
-    p.add_argument("--word-ids", action="store_true", help="write word ids instead of words (like Kaldi)")
-    p.add_argument("loglikes", help="ark:FILE, scp:FILE or a path")
-    p.add_argument("hyp", help="output hypotheses")
+                                            "(a stand-in for an external decoder such as latgen-faster-mapped).")
+    add_options(p, StandinConfig)
+    add_options(p, DecoderConfig, title="decoder", defaults={"num_jobs": 1})
+    for name in ("loglikes", "hyp"):  # positional, as Kaldi's decoders take them
+        p.add_argument(name, help=StandinConfig.__dataclass_fields__[name].metadata["help"])
     a = p.parse_args(argv)
     from asr_base.cli import setup_logging
     from asr_base.io import write_text
 
     setup_logging()
-    cfg = DecoderConfig(beam=a.beam, max_active=a.max_active, acoustic_scale=a.acoustic_scale, num_jobs=a.num_jobs)
-    words = read_words(Path(a.graph) / "words.txt")
-    out = decode_all(a.graph, read_loglikes(a.loglikes), cfg, words=words)
-    if a.ctm:
-        write_ctm(a.hyp, out.results, words)
+    cfg, dec = from_args(StandinConfig, a), from_args(DecoderConfig, a, num_jobs=1)
+    words = read_words(Path(cfg.graph) / "words.txt")
+    out = decode_all(cfg.graph, read_loglikes(cfg.loglikes), dec, words=words)
+    if cfg.ctm:
+        write_ctm(cfg.hyp, out.results, words, cfg.frame_shift)
     else:
         lines = []
         for u in sorted(out.hyps):
-            toks = [str(w) for w in out.results[u].word_ids] if a.word_ids else out.hyps[u]
+            toks = [str(w) for w in out.results[u].word_ids] if cfg.word_ids else out.hyps[u]
             lines.append(f"{u} {' '.join(toks)}".rstrip() + "\n")
-        write_text(a.hyp, "".join(lines))
+        write_text(cfg.hyp, "".join(lines))
     log.info("decoded %d utterances, %d failed", len(out.hyps), len(out.failures))
     return 0
 

@@ -15,8 +15,9 @@ Steps (Kaldi conventions):
    scaled log-likelihoods decodes directly through ``DecodableCtc``; the graph is arc-sorted on input.
 
 Output directory: ``HCLG.fst`` (pdf+1 input labels, word-id output labels), ``words.txt``,
-``phones.txt``, ``num_pdfs`` and ``manifest.json`` (sha256 of every input + config + graph stats). The
-build is skipped when the manifest's input checksums and config match (``--force`` rebuilds).
+``phones.txt``, ``num_pdfs``, ``manifest.json`` (input paths and digests + config + graph stats) and
+``.stamp.json`` (:mod:`asr_base.stamp`): the build is skipped when every input and option is unchanged,
+and the log says which one changed otherwise (``--force`` rebuilds).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from asr_base.io import sha256_file, atomic_path, read_json, write_json
+from asr_base.config import add_options, from_args, option
+from asr_base.io import atomic_path, write_json
+from asr_base.stamp import STAMP_NAME, Step
 from asr_base.kaldi import kaldi_hmm_gmm, kaldifst, kaldilm
 
 log = logging.getLogger(__name__)
@@ -44,9 +47,9 @@ HCLG = "HCLG.fst"
 
 @dataclass
 class GraphConfig:
-    self_loop_scale: float = 0.1
-    transition_scale: float = 1.0
-    determinize_max_states: int = -1  # -1: unlimited
+    self_loop_scale: float = option(0.1, help="scale of HMM self-loop log-probs")
+    transition_scale: float = option(1.0, help="scale of other transition log-probs")
+    determinize_max_states: int = option(-1, flag="--max-states", help="determinization state limit (-1: none)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,12 +218,9 @@ class GraphInputs:
         return out
 
 
-def graph_is_current(out_dir: Path, checksums: dict[str, str], config: GraphConfig) -> bool:
-    m = out_dir / MANIFEST
-    if not m.is_file() or not (out_dir / HCLG).is_file():
-        return False
-    man = read_json(m)
-    return man.get("inputs") == checksums and man.get("config") == asdict(config)
+def graph_step(inputs: GraphInputs, out_dir: Path, config: GraphConfig) -> Step:
+    """The up-to-date check of a graph: every input file and the graph options."""
+    return Step(out_dir / STAMP_NAME, f"make-graph {out_dir}", config=config, inputs=inputs.files())
 
 
 def build_graph(inputs: GraphInputs, out_dir: str | os.PathLike, config: GraphConfig = GraphConfig(),
@@ -233,9 +233,8 @@ def build_graph(inputs: GraphInputs, out_dir: str | os.PathLike, config: GraphCo
     for name, p in files.items():
         if not Path(p).is_file():
             raise FileNotFoundError(f"make-graph input {name} missing: {p}")
-    checksums = {name: sha256_file(p) for name, p in files.items()}
-    if not force and graph_is_current(out_dir, checksums, config):
-        log.info("%s is up to date (same input checksums); use --force to rebuild", out_dir / HCLG)
+    step = graph_step(inputs, out_dir, config)
+    if (out_dir / HCLG).is_file() and step.up_to_date(force):
         return out_dir / HCLG
     lang = LangDir.load(inputs.lang)
     ctx_dep = load_context_dependency(inputs.tree)
@@ -255,27 +254,35 @@ def build_graph(inputs: GraphInputs, out_dir: str | os.PathLike, config: GraphCo
             shutil.copyfile(inputs.lang / name, tmp)
     with atomic_path(out_dir / "num_pdfs") as tmp:
         tmp.write_text(f"{stats['num_pdfs']}\n")
-    write_json(out_dir / MANIFEST, {"inputs": checksums, "paths": {k: str(v) for k, v in files.items()},
+    write_json(out_dir / MANIFEST, {"inputs": step.digests(), "paths": {k: str(v) for k, v in files.items()},
                                     "config": asdict(config), "stats": stats})
+    step.done(num_pdfs=stats["num_pdfs"])
     log.info("HCLG: %d states, %d arcs, %d pdfs, built in %.1f s -> %s", stats["HCLG"]["states"],
              stats["HCLG"]["arcs"], stats["num_pdfs"], stats["total_seconds"], out_dir / HCLG)
     return out_dir / HCLG
 
 
+@dataclass(kw_only=True)
+class MakeGraphConfig:
+    """The ``make-graph`` stage: its inputs and output dir (the graph options are :class:`GraphConfig`)."""
+
+    lang: str = option(help="lang dir (data/lang)")
+    arpa: str = option(help="ARPA language model (asr-kd make-lm)")
+    tree: str = option(help="Kaldi binary tree (exp/tri/tree)")
+    model: str | None = option(None, help="exp/tri/final.mdl (trained transition probabilities)")
+    out: str = option(help="output graph dir (exp/graph)")
+    force: bool = option(False, help="rebuild even if the inputs did not change")
+
+    def inputs(self) -> GraphInputs:
+        return GraphInputs(Path(self.lang), Path(self.arpa), Path(self.tree), Path(self.model) if self.model else None)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lang", required=True, help="lang dir (data/lang)")
-    parser.add_argument("--arpa", required=True, help="ARPA language model (asr-kd make-lm)")
-    parser.add_argument("--tree", required=True, help="Kaldi binary tree (exp/tri/tree)")
-    parser.add_argument("--model", default=None, help="exp/tri/final.mdl (trained transition probabilities)")
-    parser.add_argument("--out", required=True, help="output graph dir (exp/graph)")
-    parser.add_argument("--self-loop-scale", type=float, default=0.1, help="scale of HMM self-loop log-probs")
-    parser.add_argument("--transition-scale", type=float, default=1.0, help="scale of other transition log-probs")
-    parser.add_argument("--max-states", type=int, default=-1, help="determinization state limit (-1: none)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if the inputs did not change")
+    add_options(parser, MakeGraphConfig)
+    add_options(parser, GraphConfig, title="graph")
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = GraphConfig(args.self_loop_scale, args.transition_scale, args.max_states)
-    inputs = GraphInputs(Path(args.lang), Path(args.arpa), Path(args.tree), Path(args.model) if args.model else None)
-    build_graph(inputs, args.out, cfg, force=args.force)
+    job = from_args(MakeGraphConfig, args)
+    build_graph(job.inputs(), job.out, from_args(GraphConfig, args), force=job.force)
     return 0

@@ -30,11 +30,13 @@ import math
 import os
 import shutil
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence
 
-from asr_base.io import atomic_path, read_json, write_json
+from asr_base.config import add_options, from_args, option
+from asr_base.io import atomic_path, write_json
+from asr_base.stamp import STAMP_NAME, Step
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,14 @@ Ngram = tuple[str, ...]
 
 @dataclass
 class LMConfig:
-    order: int = 3
-    smoothing: str = "kneser-ney"
-    discount: float | None = None  # Kneser-Ney: fixed discount for every order instead of n1/(n1+2 n2)
-    unk: str = UNK
-    kaldi_text: bool = False  # text lines start with an utterance id
+    """How the model is estimated (see the module docstring)."""
+
+    order: int = option(3, help="n-gram order")
+    smoothing: Literal["kneser-ney", "witten-bell"] = option("kneser-ney", help="interpolated smoothing")
+    discount: float | None = option(None, help="Kneser-Ney: fixed discount for every order "
+                                               "(default: n1/(n1+2 n2) per order)")
+    unk: str = option(UNK, help="unknown-word symbol")
+    kaldi_text: bool = option(False, help="text lines start with an utterance id")
 
     def __post_init__(self) -> None:
         if self.order < 1:
@@ -274,16 +279,27 @@ def check_arpa(path: str | os.PathLike) -> dict[str, int]:
     return header
 
 
+@dataclass(kw_only=True)
+class MakeLmConfig:
+    """The ``make-lm`` stage: where the text (or a published ARPA file) comes from and where the model goes."""
+
+    text: str | None = option(None, help="training text, one sentence per line (train only, never dev/test)")
+    vocab: str | None = option(None, help="vocabulary: Kaldi words.txt or a word list (others -> <UNK>)")
+    arpa: str | None = option(None, help="use this existing ARPA file (.arpa or .arpa.gz) instead of estimating")
+    out: str = option(help="output ARPA file (e.g. data/lm/3gram.arpa)")
+    force: bool = option(False, help="rebuild even if up to date")
+
+
 def make_lm(text: str | os.PathLike | None, out: str | os.PathLike, config: LMConfig,
             vocab_path: str | os.PathLike | None = None, arpa: str | os.PathLike | None = None,
             force: bool = False) -> Path:
-    """Write ``out`` (ARPA) + ``out.json`` (stats). Skips if up to date with the same inputs/config."""
+    """Write ``out`` (ARPA) + ``out.json`` (stats); ``out.stamp.json`` (:mod:`asr_base.stamp`) skips the
+    estimation when the options and inputs are unchanged."""
     out = Path(out)
     meta_path = out.with_name(out.name + ".json")
-    sources = [p for p in (text, vocab_path, arpa) if p]
-    fingerprint = {"config": asdict(config), "inputs": {str(p): _stat(p) for p in sources}}
-    if not force and out.is_file() and meta_path.is_file() and read_json(meta_path).get("fingerprint") == fingerprint:
-        log.info("%s is up to date; use --force to rebuild", out)
+    step = Step(out.with_name(out.name + STAMP_NAME), f"make-lm {out}", config=config,
+                inputs={"text": text, "vocab": vocab_path, "arpa": arpa})
+    if out.is_file() and meta_path.is_file() and step.up_to_date(force):
         return out
     if arpa:
         header = check_arpa(arpa)
@@ -293,7 +309,8 @@ def make_lm(text: str | os.PathLike | None, out: str | os.PathLike, config: LMCo
         else:
             with atomic_path(out) as tmp:
                 shutil.copyfile(arpa, tmp)
-        write_json(meta_path, {"fingerprint": fingerprint, "source": str(arpa), "ngrams": header})
+        write_json(meta_path, {"source": str(arpa), "ngrams": header})
+        step.done(ngrams=header)
         log.info("copied ARPA %s -> %s (%s)", arpa, out, header)
         return out
     if text is None:
@@ -301,36 +318,22 @@ def make_lm(text: str | os.PathLike | None, out: str | os.PathLike, config: LMCo
     vocab = read_vocab(vocab_path) if vocab_path else None
     lm = estimate(read_sentences(text, config.kaldi_text), config, vocab)
     lm.write_arpa(out)
-    stats = {"fingerprint": fingerprint, "sentences": lm.num_sentences, "tokens": lm.num_tokens,
+    stats = {"sentences": lm.num_sentences, "tokens": lm.num_tokens,
              "oov_tokens": lm.num_oov_tokens, "vocab_size": len(lm.vocab), "discounts": lm.discounts,
              "ngrams": {f"ngram {n + 1}": len(p) for n, p in enumerate(lm.probs)}}
     write_json(meta_path, stats)
+    step.done(ngrams=stats["ngrams"])
     log.info("%s: %d sentences, %d tokens (%d OOV -> %s), vocab %d, %s", out, lm.num_sentences, lm.num_tokens,
              lm.num_oov_tokens, config.unk, len(lm.vocab), stats["ngrams"])
     return out
 
 
-def _stat(p: str | os.PathLike) -> str:
-    st = os.stat(p)
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--text", help="training text, one sentence per line (train only, never dev/test)")
-    parser.add_argument("--kaldi-text", action="store_true", help="text lines start with an utterance id")
-    parser.add_argument("--vocab", help="vocabulary: Kaldi words.txt or a word list (others -> <UNK>)")
-    parser.add_argument("--arpa", help="use this existing ARPA file (.arpa or .arpa.gz) instead of estimating")
-    parser.add_argument("--out", required=True, help="output ARPA file (e.g. data/lm/3gram.arpa)")
-    parser.add_argument("--order", type=int, default=3, help="n-gram order")
-    parser.add_argument("--smoothing", choices=SMOOTHING, default="kneser-ney", help="interpolated smoothing")
-    parser.add_argument("--discount", type=float, default=None,
-                        help="Kneser-Ney: fixed discount (default: n1/(n1+2 n2) per order)")
-    parser.add_argument("--unk", default=UNK, help="unknown-word symbol")
-    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    add_options(parser, MakeLmConfig)
+    add_options(parser, LMConfig, title="estimation")
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = LMConfig(order=args.order, smoothing=args.smoothing, discount=args.discount, unk=args.unk,
-                   kaldi_text=args.kaldi_text)
-    make_lm(args.text, args.out, cfg, vocab_path=args.vocab, arpa=args.arpa, force=args.force)
+    job = from_args(MakeLmConfig, args)
+    make_lm(job.text, job.out, from_args(LMConfig, args), vocab_path=job.vocab, arpa=job.arpa, force=job.force)
     return 0

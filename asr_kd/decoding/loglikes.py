@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from asr_base.config import add_options, from_args, option
 from asr_base.io import write_json, write_text
+from asr_kd.decoding.model_source import ScoringConfig, add_model_choice, make_scorer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoglikesConfig:
+    out: str = option(help="output dir for loglikes.ark/.scp")
+    scale: float = option(1.0, help="multiply the log-likelihoods (keep 1.0 and use the decoder's --acoustic-scale)")
 
 
 def write_model_loglikes(scorer, out_dir: str | Path, scale: float = 1.0) -> dict:
@@ -45,21 +54,14 @@ def write_model_loglikes(scorer, out_dir: str | Path, scale: float = 1.0) -> dic
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from asr_kd.decoding.decode import add_model_arguments
-
-    add_model_arguments(parser)
-    parser.add_argument("--out", required=True, help="output dir for loglikes.ark/.scp")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply the log-likelihoods (keep 1.0 and use the decoder's --acoustic-scale)")
+    add_model_choice(parser)
+    add_options(parser, ScoringConfig)
+    add_options(parser, LoglikesConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    from asr_kd.decoding.decode import DecodeJob, make_scorer, model_paths
     from data_prep.features.store import FeatureStore
 
-    job = DecodeJob(feats=args.feats, data="", graph="", out=args.out, models=model_paths(args), export=args.export,
-                    priors=args.priors, prior_floor=args.prior_floor, batch_frames=args.batch_frames,
-                    device=args.device)
-    scorer = make_scorer(job, FeatureStore.open(args.feats))
-    write_model_loglikes(scorer, args.out, args.scale)
+    scoring, cfg = from_args(ScoringConfig, args), from_args(LoglikesConfig, args)
+    write_model_loglikes(make_scorer(scoring, FeatureStore.open(scoring.feats)), cfg.out, cfg.scale)
     return 0

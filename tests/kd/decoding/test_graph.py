@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asr_base.io import read_json
 from asr_base.kaldi import kaldifst  # noqa: F401  (import order, see asr_base.kaldi)
+from asr_base.stamp import path_digest
 from asr_kd.decoding import graph
+
 
 def test_toy_graph_labels_and_manifest(toy, tmp_path):
     lang, ctx, gdir = toy.build(tmp_path)
@@ -27,7 +30,7 @@ def test_toy_graph_labels_and_manifest(toy, tmp_path):
     assert {words[w] for w in toy.LEXICON} <= olabels
     assert words["#0"] not in olabels  # disambiguation symbols are gone
     assert fst.is_ilabel_sorted
-    man = graph.read_json(gdir / "manifest.json")
+    man = read_json(gdir / "manifest.json")
     assert set(man["inputs"]) >= {"arpa", "tree", "L_disambig.fst", "words.txt"}
     assert man["stats"]["HCLG"]["arcs"] == graph.num_arcs(fst)
 
@@ -53,16 +56,23 @@ def test_toy_graph_decodes_spelled_sequences(toy, tmp_path):
             assert [words[w] for w in r.word_ids] == seq
 
 
-def test_cache_rebuilds_only_on_change(toy, tmp_path):
+def test_cache_rebuilds_only_on_change(toy, tmp_path, caplog):
     toy.build(tmp_path)
     hclg = tmp_path / "graph" / "HCLG.fst"
     t0 = hclg.stat().st_mtime_ns
-    toy.build(tmp_path)  # same inputs (the ARPA is rewritten with identical content)
-    assert hclg.stat().st_mtime_ns == t0
-    toy.build(tmp_path, order=3)  # a different LM -> different checksum -> rebuilt
-    assert hclg.stat().st_mtime_ns != t0
-    man = graph.read_json(tmp_path / "graph" / "manifest.json")
-    assert man["inputs"]["arpa"] == graph.sha256_file(tmp_path / "lm.arpa")
+    with caplog.at_level("INFO", logger="asr_base.stamp"):
+        toy.build(tmp_path)  # same inputs (the ARPA is rewritten with identical content)
+        assert hclg.stat().st_mtime_ns == t0 and "up to date" in caplog.text
+        caplog.clear()
+        toy.build(tmp_path, order=3)  # a different LM -> different digest -> rebuilt, and the log says why
+        assert hclg.stat().st_mtime_ns != t0 and "input changed: arpa" in caplog.text
+        man = read_json(tmp_path / "graph" / "manifest.json")
+        assert man["inputs"]["arpa"] == path_digest(tmp_path / "lm.arpa")
+        t1 = hclg.stat().st_mtime_ns
+        caplog.clear()
+        inputs = graph.GraphInputs(tmp_path / "lang", tmp_path / "lm.arpa", tmp_path / "tree")
+        graph.build_graph(inputs, tmp_path / "graph", graph.GraphConfig(self_loop_scale=0.2))  # a changed option
+        assert hclg.stat().st_mtime_ns != t1 and "option changed: self_loop_scale 0.1 -> 0.2" in caplog.text
 
 
 def test_map_input_labels():

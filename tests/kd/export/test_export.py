@@ -120,14 +120,15 @@ def test_decode_export_and_external_give_the_same_wer(setup):
 @pytest.mark.e2e
 def test_export_loader_backends_and_loglikes_ark(setup):
     from asr_kd.decoding.decoder_hook import read_loglikes
-    from asr_kd.export.export import ExportConfig, export, load_export
+    from asr_kd.export.load import load_export
+    from asr_kd.export.write import ExportConfig, export
     from asr_kd.decoding.scorer import ModelScorer, load_log_priors
     from data_prep.features.store import FeatureStore
 
     root, gdir, common, _ = setup
     ckpt = str(root / "exp" / "m" / "final.pt")
     out = root / "export2"
-    export(ExportConfig([ckpt, ckpt], str(out), str(root / "exp" / "pdf_counts.npy")))  # a 2-member "ensemble"
+    export(ExportConfig(model=[ckpt, ckpt], out=str(out), priors=str(root / "exp" / "pdf_counts.npy")))  # 2 members
     store = FeatureStore.open(root / "fbank" / "test")
     priors = load_log_priors(root / "exp" / "pdf_counts.npy")
     want = dict(ModelScorer.from_checkpoints([ckpt], priors, store))
