@@ -23,7 +23,8 @@ from asr_kd.training.distill import DistillObjective
 from asr_kd.training.frame_data import FrameSampler, FrameSplit
 from asr_kd.nn.model import ModelConfig, StackedDNN
 from asr_kd.nn.soft_targets import TeacherEnsemble
-from asr_kd.training.trainer import TrainConfig, Trainer, hard_objective, resolve_device
+from asr_kd.training.distributed import resolve_device
+from asr_kd.training.trainer import TrainConfig, Trainer, hard_objective
 
 
 def synthetic_split(frames: int, dim: int, num_pdfs: int, device: torch.device) -> FrameSplit:

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from asr_kd.training.evaluate import stack_accuracy
+from asr_kd.training.frame_accuracy import stack_accuracy
 from asr_kd.training.frame_data import FrameSampler
 from asr_base.io import write_json
 from asr_kd.nn.model import StackedDNN

@@ -17,39 +17,13 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
-
-from asr_kd.training.frame_data import FrameSplit
 from asr_base.io import read_json, write_json
-from asr_kd.nn.model import StackedDNN, load_model
-from asr_kd.nn.model_dirs import FINAL, discover
-from asr_kd.nn.soft_targets import ensemble_log_probs
-from asr_kd.training.trainer import count_correct, resolve_device
+from asr_kd.nn.model_dirs import discover
+from asr_kd.training.distributed import resolve_device
+from asr_kd.training.frame_accuracy import stack_accuracy
+from asr_kd.training.frame_data import FrameSplit
 
 log = logging.getLogger(__name__)
-
-
-def stack_accuracy(dirs: list[Path], split: FrameSplit, batch_size: int = 4096, max_frames: int | None = None,
-                   with_ensemble: bool = False, device: torch.device | None = None) -> dict[str, float]:
-    """Frame accuracy (%) of each model; with ``with_ensemble`` also of their arithmetic/geometric mean."""
-    models = [load_model(d / FINAL) for d in dirs]
-    cfg = models[0].config
-    stack = StackedDNN.from_members(models).to(device or split.device).eval()
-    amp = split.device.type == "cuda"
-
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            z = stack(x).float()
-        if not with_ensemble:
-            return z
-        return torch.cat([z, ensemble_log_probs(z, 1.0, "arithmetic")[None],
-                          ensemble_log_probs(z, 1.0, "geometric")[None]])
-
-    correct, total = count_correct(predict, split, cfg.left_context, cfg.right_context, batch_size, max_frames,
-                                   progress=f"eval {split.name}")
-    acc = (100.0 * correct / max(total, 1)).tolist()
-    names = [str(d) for d in dirs] + (["ensemble_arithmetic", "ensemble_geometric"] if with_ensemble else [])
-    return dict(zip(names, acc)) | {"_frames": total}
 
 
 def gain_recovered(baseline: float, ensemble: float, student: float) -> float | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from asr_kd.training.evaluate import stack_accuracy
+from asr_kd.training.frame_accuracy import stack_accuracy
 from asr_kd.training.frame_data import FrameSampler, FrameSplit
 from asr_base.io import write_json
 from asr_kd.nn.losses import distillation_loss, hard_ce

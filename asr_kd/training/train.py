@@ -21,8 +21,9 @@ import torch
 from asr_kd.training.frame_data import FrameSampler, FrameSplit
 from asr_base.io import read_json, write_json, write_text
 from asr_kd.nn.model import AcousticDNN, ModelConfig, StackedDNN, save_model
-from asr_kd.training.trainer import (TrainConfig, Trainer, hard_objective, init_distributed, member_history, plot_curves,
-                            resolve_device)
+from asr_kd.training.curves import member_history, plot_curves
+from asr_kd.training.distributed import init_distributed, resolve_device
+from asr_kd.training.trainer import TrainConfig, Trainer, hard_objective
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,9 @@ loss per member; the sum is minimised, which updates each member by its own loss
 
 Per step:   indices (sampler) -> windows (splice on the device) -> logits -> per-member losses -> backward
             -> SGD with momentum, one learning rate per member.
-Per epoch:  held-out frame accuracy per member -> newbob: keep the epoch if dev accuracy improved (else
-            restore the member's best weights), start halving the member's learning rate once the gain
-            drops below ``halving_start`` (absolute %), then halve every epoch and stop the member once
-            the gain drops below ``halving_stop``; a stopped member gets learning rate 0 and keeps its best
-            weights. Training ends when every member has stopped or after ``epochs``.
+Per epoch:  held-out frame accuracy per member -> the newbob schedule (:mod:`asr_kd.training.newbob`)
+            keeps or rejects the epoch and sets each member's learning rate; a rejected epoch restores
+            the member's best weights. Training ends when every member has stopped or after ``epochs``.
 
 Optimiser: plain minibatch SGD with momentum (as Kaldi's nnet1 and the paper's era of DNN-HMM training);
 the newbob schedule is designed around SGD's learning rate, and per-member learning rates for a stack
@@ -29,13 +27,11 @@ across ranks, so gradients equal the single-process ones. On a GPU: bf16 autocas
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -43,10 +39,14 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from asr_kd.training.frame_data import FrameSampler, FrameSplit
+from asr_base.config import option
 from asr_base.io import atomic_path, write_text
-from asr_kd.nn.losses import frame_correct
+from asr_kd.nn.losses import frame_correct, hard_ce
 from asr_kd.nn.model import StackedDNN
+from asr_kd.training.curves import plot_curves
+from asr_kd.training.frame_accuracy import count_correct
+from asr_kd.training.frame_data import FrameSampler, FrameSplit
+from asr_kd.training.newbob import Newbob
 
 log = logging.getLogger(__name__)
 
@@ -56,87 +56,31 @@ Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], t
 
 @dataclass
 class TrainConfig:
-    epochs: int = 12  # maximum number of epochs
-    min_epochs: int = 2  # no early stop before this many
-    batch_size: int = 256  # global minibatch (frames per member per step)
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    halving_start: float = 0.5  # start halving once the dev frame-accuracy gain (absolute %) is below this
-    halving_stop: float = 0.1  # while halving, stop once the gain is below this
-    epoch_frames: int | None = None  # frames per epoch (default: all usable frames)
-    checkpoint_every: int = 500  # steps
-    log_every: int = 50  # steps
-    eval_batch_size: int = 4096
-    eval_max_frames: int | None = None  # evenly spaced dev subset for the per-epoch check
-    seed: int = 1
-    device: str = "auto"  # auto|cpu|cuda
-    amp: bool = True  # bf16 autocast (GPU only)
-    compile: bool = False  # torch.compile the model (GPU only)
-    max_steps: int | None = None  # stop (resumably) after this many global steps
+    """The trainer's options (``--epochs`` ... ``--max-steps``), the same for every training stage."""
 
-
-# ----------------------------------------------------------------------------------------------- setup
-
-def init_distributed() -> tuple[int, int, int]:
-    """``(rank, world, local_rank)``; joins the process group when started by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        log.info("data parallel: rank %d of %d (%s)", rank, world, backend)
-    return rank, world, local_rank
-
-
-def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda requested but no CUDA device is available")
-        device = torch.device("cuda", local_rank) if spec == "cuda" else torch.device(spec)
-        torch.cuda.set_device(device)  # NCCL and the default CUDA stream follow the rank's device
-        return device
-    return torch.device(spec)
-
-
-# ------------------------------------------------------------------------------------------ evaluation
-
-@torch.no_grad()
-def count_correct(predict: Callable[[torch.Tensor], torch.Tensor], split: FrameSplit, left: int, right: int,
-                  batch_size: int = 4096, max_frames: int | None = None, rank: int = 0, world: int = 1,
-                  progress: str | None = None) -> tuple[torch.Tensor, int]:
-    """Frames whose argmax is the label, per predicted row of ``predict(x) -> (R, B, P)``; and frames scored.
-
-    Batches are dealt round-robin over data-parallel ranks and the counts all-reduced.
-    """
-    correct, total = None, 0
-    batches = list(split.eval_batches(batch_size, max_frames))
-    for i, idx in enumerate(tqdm(batches, desc=progress or f"eval {split.name}", unit="batch", leave=False,
-                                 disable=rank != 0)):
-        if i % world != rank:
-            continue
-        x = split.windows(idx, left, right)
-        c = frame_correct(predict(x), split.targets(idx)).to(torch.float64)
-        correct = c if correct is None else correct + c
-        total += idx.numel()
-    if world > 1:
-        if correct is None:
-            correct = torch.zeros(len(predict(split.windows(batches[0][:1], left, right))), dtype=torch.float64,
-                                  device=split.device)
-        t = torch.tensor([float(total)], dtype=torch.float64, device=split.device)
-        dist.all_reduce(correct)
-        dist.all_reduce(t)
-        total = int(t.item())
-    return correct.cpu(), total
+    epochs: int = option(12, help="maximum epochs")
+    min_epochs: int = option(2, help="no early stop before this many epochs")
+    batch_size: int = option(256, help="global minibatch (frames per member per step)")
+    lr: float = option(0.02, help="initial SGD learning rate")
+    momentum: float = option(0.9, help="SGD momentum")
+    weight_decay: float = option(0.0, help="L2 weight decay")
+    halving_start: float = option(0.5, help="newbob: start halving the lr once the dev frame-accuracy gain "
+                                            "(abs %%) is below this")
+    halving_stop: float = option(0.1, help="newbob: while halving, stop once the gain is below this")
+    epoch_frames: int | None = option(None, help="frames per epoch (none: all usable frames)")
+    checkpoint_every: int = option(500, help="steps between checkpoints")
+    log_every: int = option(50, help="steps between log lines")
+    eval_batch_size: int = option(4096, help="frames per batch of the per-epoch dev check")
+    eval_max_frames: int | None = option(None, help="dev frames used for the per-epoch check (none: all)")
+    seed: int = option(1, help="random seed (initialisation and frame order)")
+    device: str = option("auto", help="auto|cpu|cuda (auto: cuda when available)")
+    amp: bool = option(True, help="bf16 autocast on a GPU (--no-amp: float32)")
+    compile: bool = option(False, help="torch.compile the model (GPU only)")
+    max_steps: int | None = option(None, help="stop (resumably) after this many global steps")
 
 
 def hard_objective(logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, frame_idx: torch.Tensor) -> torch.Tensor:
-    from asr_kd.nn.losses import hard_ce
-
+    """Frame-level cross-entropy with the hard labels (baseline and teachers)."""
     return hard_ce(logits, labels)
 
 
@@ -166,10 +110,7 @@ class Trainer:
         self.params = list(model.parameters())
         self.momentum = [torch.zeros_like(p) for p in self.params]
         self.best = [p.detach().clone() for p in self.params]
-        self.lr = torch.full((m,), config.lr, dtype=torch.float64, device=self.device)
-        self.best_acc = [-math.inf] * m
-        self.halving = [False] * m
-        self.done = [False] * m
+        self.schedule = Newbob(m, config.lr, self.device)
         self.epoch = 0
         self.step = 0  # next step within self.epoch
         self.global_step = 0
@@ -198,7 +139,12 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        return all(self.done)
+        return self.schedule.finished
+
+    @property
+    def best_acc(self) -> list[float]:
+        """Best dev frame accuracy (%) per member so far."""
+        return self.schedule.best_acc
 
     # ---- checkpoints
     def state_dict(self) -> dict:
@@ -206,17 +152,14 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "momentum": [b.cpu() for b in self.momentum],
             "best": [b.cpu() for b in self.best],
-            "lr": self.lr.cpu(),
-            "best_acc": list(self.best_acc),
-            "halving": list(self.halving),
-            "done": list(self.done),
+            **self.schedule.state_dict(),
             "epoch": self.epoch,
             "step": self.step,
             "global_step": self.global_step,
             "acc_sums": self.acc_sums.cpu(),
             "epoch_sums": self.epoch_sums.cpu(),
             "rng_cpu": torch.get_rng_state(),
-            "config": dataclasses.asdict(self.cfg),
+            "config": asdict(self.cfg),
             "names": list(self.names),
             "sampler": self._sampler_identity(),
         }
@@ -245,9 +188,7 @@ class Trainer:
                 dst.copy_(src)
             for dst, src in zip(self.best, state["best"]):
                 dst.copy_(src)
-        self.lr = state["lr"].to(self.device)
-        self.best_acc = list(state["best_acc"])
-        self.halving, self.done = list(state["halving"]), list(state["done"])
+        self.schedule.load_state_dict(state)
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
         self.acc_sums = state["acc_sums"].to(self.device)
         self.epoch_sums = state["epoch_sums"].to(self.device)
@@ -290,7 +231,7 @@ class Trainer:
             for p, buf in zip(self.params, self.momentum):
                 g = p.grad if not self.cfg.weight_decay else p.grad.add(p, alpha=self.cfg.weight_decay)
                 buf.mul_(self.cfg.momentum).add_(g)
-                p.sub_(self.lr.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1)) * buf)
+                p.sub_(self.schedule.lr.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1)) * buf)
             d = losses.detach().to(torch.float64)
             self.acc_sums[0] += d
             self.acc_sums[1] += frame_correct(logits.detach(), labels).to(torch.float64)
@@ -314,43 +255,34 @@ class Trainer:
 
     @torch.no_grad()
     def end_of_epoch(self, elapsed: float) -> dict:
+        """Dev accuracy -> newbob; keep each member's epoch or go back to its best weights."""
         acc = self.dev_accuracy()
-        accepted = [False] * len(acc)
-        for m, a in enumerate(acc):
-            if self.done[m]:
+        c = self.cfg
+        verdicts = self.schedule.end_epoch(acc, self.epoch, c.epochs, c.min_epochs, c.halving_start, c.halving_stop)
+        for m, accepted in enumerate(verdicts):
+            if accepted is None:
                 continue
-            gain = a - self.best_acc[m]
-            if a > self.best_acc[m]:
-                accepted[m] = True
-                self.best_acc[m] = a
-                for b, p in zip(self._member_params(self.best, m), self._member_params(self.params, m)):
+            params, best = self._member_params(self.params, m), self._member_params(self.best, m)
+            if accepted:
+                for b, p in zip(best, params):
                     b.copy_(p)
             else:  # reject the epoch: back to the best weights, momentum cleared
-                for p, b in zip(self._member_params(self.params, m), self._member_params(self.best, m)):
+                for p, b in zip(params, best):
                     p.copy_(b)
                 for buf in self._member_params(self.momentum, m):
                     buf.zero_()
-            if self.halving[m]:
-                if gain < self.cfg.halving_stop and self.epoch + 1 >= self.cfg.min_epochs:
-                    self.done[m] = True
-                else:
-                    self.lr[m] *= 0.5
-            elif gain < self.cfg.halving_start:
-                self.halving[m] = True
-                self.lr[m] *= 0.5
-            if self.epoch + 1 >= self.cfg.epochs:
-                self.done[m] = True
-            if self.done[m]:
-                self.lr[m] = 0.0
-                for p, b in zip(self._member_params(self.params, m), self._member_params(self.best, m)):
+            if self.schedule.done[m]:
+                for p, b in zip(params, best):
                     p.copy_(b)
         sums = self.epoch_sums.clone()
         if self.world > 1:
             dist.all_reduce(sums)
+        sched = self.schedule
         record = {"type": "epoch", "epoch": self.epoch, "global_step": self.global_step,
-                  "train_loss": (sums[0] / sums[1].clamp_min(1)).tolist(), "dev_acc": acc, "accepted": accepted,
-                  "best_dev_acc": list(self.best_acc), "lr": self.lr.tolist(), "halving": list(self.halving),
-                  "done": list(self.done), "epoch_time_s": elapsed}
+                  "train_loss": (sums[0] / sums[1].clamp_min(1)).tolist(), "dev_acc": acc,
+                  "accepted": [bool(v) for v in verdicts], "best_dev_acc": list(sched.best_acc),
+                  "lr": sched.lr.tolist(), "halving": list(sched.halving), "done": list(sched.done),
+                  "epoch_time_s": elapsed}
         self.epoch_sums.zero_()
         return record
 
@@ -359,8 +291,6 @@ class Trainer:
         cfg = self.cfg
         self.model.train()
         steps = self.sampler.steps_per_epoch
-        frames_per_step = self.sampler.batch_size  # global, per member
-        steps_this_call = 0
         while not self.finished and self.epoch < cfg.epochs:
             t_epoch = time.perf_counter()
             bar = tqdm(total=steps, initial=self.step, desc=f"epoch {self.epoch}", unit="step", disable=self.rank != 0,
@@ -371,22 +301,13 @@ class Trainer:
                 self.train_step(x, labels, idx)
                 self.step += 1
                 self.global_step += 1
-                steps_this_call += 1
                 s_int += 1
                 bar.update(1)
                 if self.global_step % cfg.log_every == 0:
-                    sums = self.acc_sums.clone()
-                    if self.world > 1:
-                        dist.all_reduce(sums)
-                    dt = time.perf_counter() - t_int
-                    record = {"type": "train", "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
-                              "loss": (sums[0] / sums[3].clamp_min(1)).tolist(),
-                              "frame_acc": (100.0 * sums[1] / sums[2].clamp_min(1)).tolist(), "lr": self.lr.tolist(),
-                              "frames_per_s": s_int * frames_per_step * self.model.num_members / max(dt, 1e-9)}
+                    record = self.train_record(s_int, time.perf_counter() - t_int)
                     self._log(record)
                     bar.set_postfix(loss=f"{sum(record['loss']) / len(record['loss']):.3f}",
                                     acc=f"{sum(record['frame_acc']) / len(record['frame_acc']):.1f}")
-                    self.acc_sums.zero_()
                     t_int, s_int = time.perf_counter(), 0
                 if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 and self.step < steps:
                     self.save_checkpoint()
@@ -411,10 +332,22 @@ class Trainer:
         if not self.finished:  # ran out of epochs without a final epoch-end (e.g. epochs lowered on resume)
             with torch.no_grad():
                 for m in range(self.model.num_members):
-                    self.done[m] = True
+                    self.schedule.done[m] = True
                     for p, b in zip(self._member_params(self.params, m), self._member_params(self.best, m)):
                         p.copy_(b)
         return self.summary(stopped=False)
+
+    def train_record(self, steps: int, seconds: float) -> dict:
+        """The log line of the last ``steps`` steps (loss, frame accuracy, throughput); resets the sums."""
+        sums = self.acc_sums.clone()
+        if self.world > 1:
+            dist.all_reduce(sums)
+        self.acc_sums.zero_()
+        frames = steps * self.sampler.batch_size * self.model.num_members  # global batch, every member
+        return {"type": "train", "epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+                "loss": (sums[0] / sums[3].clamp_min(1)).tolist(),
+                "frame_acc": (100.0 * sums[1] / sums[2].clamp_min(1)).tolist(), "lr": self.schedule.lr.tolist(),
+                "frames_per_s": frames / max(seconds, 1e-9)}
 
     def summary(self, stopped: bool) -> dict:
         return {"stopped": stopped, "finished": self.finished, "epochs": self.epoch, "global_step": self.global_step,
@@ -423,44 +356,3 @@ class Trainer:
     def plot(self) -> None:
         if self.rank == 0:
             plot_curves(self.history(), self.out_dir / "curves.png", self.names)
-
-
-def member_history(history: list[dict], m: int) -> list[dict]:
-    """The log of member ``m`` of a stack: every per-member list replaced by its ``m``-th value."""
-    out = []
-    for rec in history:
-        out.append({k: (v[m] if isinstance(v, list) else v) for k, v in rec.items()})
-    return out
-
-
-def plot_curves(history: list[dict], path: str | os.PathLike, names: list[str]) -> None:
-    """Training loss and frame accuracy per step, dev frame accuracy per epoch, one line per member."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [r for r in history if r["type"] == "train"]
-    epochs = [r for r in history if r["type"] == "epoch"]
-    if not train and not epochs:
-        return
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-
-    def series(recs, key, m):
-        return [r[key][m] if isinstance(r[key], list) else r[key] for r in recs]
-
-    for m, name in enumerate(names):
-        if train:
-            axes[0].plot([r["global_step"] for r in train], series(train, "loss", m), label=name)
-            axes[1].plot([r["global_step"] for r in train], series(train, "frame_acc", m), label=name)
-        if epochs:
-            axes[2].plot([r["epoch"] + 1 for r in epochs], series(epochs, "dev_acc", m), marker="o", label=name)
-    axes[0].set(xlabel="step", ylabel="training loss", title="loss")
-    axes[1].set(xlabel="step", ylabel="frame accuracy (%)", title="training frame accuracy")
-    axes[2].set(xlabel="epoch", ylabel="frame accuracy (%)", title="held-out frame accuracy")
-    if len(names) <= 12:
-        axes[2].legend(fontsize="small")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)

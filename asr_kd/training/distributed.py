@@ -1,0 +1,37 @@
+"""Where a training process runs: its data-parallel rank (under ``torchrun``) and its torch device."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """``(rank, world, local_rank)``; joins the process group when started by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        log.info("data parallel: rank %d of %d (%s)", rank, world, backend)
+    return rank, world, local_rank
+
+
+def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto``: the rank's GPU when there is one, else the CPU; ``cuda`` / ``cuda:N`` / ``cpu`` as given."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda requested but no CUDA device is available")
+        device = torch.device("cuda", local_rank) if spec == "cuda" else torch.device(spec)
+        torch.cuda.set_device(device)  # NCCL and the default CUDA stream follow the rank's device
+        return device
+    return torch.device(spec)
