@@ -28,7 +28,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from asr_base.kaldi import kaldi_hmm_gmm  # noqa: F401
-    from data_prep.align.stage import Aligner, SplitData
+    from data_prep.align.passes import Aligner
+    from data_prep.align.split_data import load_split
     from data_prep.features.store import write_store
     from data_prep.align.gmm import DiagGmmSet, GmmUpdateConfig, single_gaussian_stats
     from data_prep.align.hmm import AlignOptions, HmmModel
@@ -51,11 +52,8 @@ def main() -> None:
         gmm = DiagGmmSet.from_single_stats(single_gaussian_stats(x, pdf, hmm.num_pdfs))
         gmm = gmm.split(hmm.num_pdfs * args.gauss_per_pdf, torch.bincount(torch.from_numpy(pdf)).double(),
                         GmmUpdateConfig(split_min_count=1.0), torch.Generator().manual_seed(0))
-        lengths = np.asarray(c.lengths)
-        split = SplitData("bench", str(tmp / "fbank"), c.utt_ids, np.concatenate([[0], np.cumsum(lengths)[:-1]]),
-                          lengths, [[lang.words[w] for w in c.text[u].split()] for u in c.utt_ids],
-                          [c.text[u].split() for u in c.utt_ids])
-        audio = lengths.sum() * 0.01
+        split = load_split("bench", tmp / "fbank", c.text, lang)
+        audio = split.num_frames * 0.01
         t0 = time.perf_counter()
         for s in range(0, x.shape[0], 20000):
             gmm.log_likelihoods(x[s:s + 20000])

@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 
 
-
-
 def _write_split(simulate_corpus, root, lang, name, seed, n, extra=()):
     from data_prep.corpus.data_dir import DataDir
     from data_prep.features.store import write_store
@@ -53,7 +51,7 @@ def _cfg(root, **kw):
 @pytest.mark.e2e
 def test_align_pipeline_writes_everything_and_lists_failures(corpus):
     from data_prep.align.stage import run_align
-    from data_prep.align.decision_tree import TiedStateTree
+    from data_prep.align.tree.event_map import TiedStateTree
     from data_prep.align.hmm import read_final_mdl
 
     root, lang, (c, utts, lengths), (cdev, dutts, dlengths) = corpus
@@ -120,38 +118,3 @@ def test_cli_help():
     out = subprocess.run([sys.executable, "-m", "data_prep.cli", "align", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "--num-leaves" in out.stdout and "--jobs" in out.stdout
-
-
-def test_shortest_rows_picks_shortest_with_transcript():
-    from data_prep.align.stage import SplitData, shortest_rows
-
-    lengths = np.array([50, 10, 30, 5, 40])
-    sp = SplitData("s", "/nonexistent", list("abcde"), np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths,
-                   [[1], [1], [1], None, [1]], [["A"], ["A"], ["A"], None, ["A"]])
-    assert shortest_rows(sp, 2).tolist() == [1, 2]  # row 3 is shorter but has no transcript
-    assert shortest_rows(sp, 0).tolist() == [0, 1, 2, 3, 4]
-    assert shortest_rows(sp, 10).tolist() == [0, 1, 2, 3, 4]
-
-
-def test_boundary_agreement_and_ctm_sanity(tmp_path):
-    from data_prep.align.report import boundary_agreement, ctm_sanity, read_ctm
-
-    (tmp_path / "ctm").write_text("u1 1 0.00 0.30 SIL\nu1 1 0.30 0.10 DH\nu1 1 0.40 0.12 AH\nu1 1 0.52 0.20 SIL\n"
-                                  "u2 1 0.00 0.25 K\nu2 1 0.25 0.30 AE\n"
-                                  "u3 1 0.00 0.10 SIL\nu3 1 0.10 0.10 S\n")
-    ref = tmp_path / "ref"
-    ref.mkdir()
-    # u1: same phones (flite names, ax = AH), boundaries 0.31/0.40/0.60 vs 0.30/0.40/0.52
-    (ref / "u1.txt").write_text("0.0 0.31 pau\n0.31 0.40 dh\n0.40 0.60 ax\n0.60 0.8 pau\n")
-    # u2: different phones (K AA vs K AE): only the nearest-boundary measure counts it
-    (ref / "u2.txt").write_text("0.0 0.26 k\n0.26 0.55 aa\n")
-    ctm = read_ctm(tmp_path / "ctm")
-    s = ctm_sanity(ctm)
-    assert s["utterances"] == 3 and s["fraction_start_sil"] == pytest.approx(2 / 3)
-    assert s["fraction_end_sil"] == pytest.approx(1 / 3)
-    assert s["mean_duration_per_phone"]["AH"] == pytest.approx(0.12)
-    b = boundary_agreement(ctm, ref, tolerance=0.02)
-    assert b["utterances_compared"] == 2 and b["without_reference"] == 1
-    assert b["fraction_same_phone_sequence"] == 0.5
-    assert b["paired_boundaries"] == 4 and b["paired_within_tol"] == pytest.approx(3 / 4)  # 0.31, 0.40, 0.40 ok
-    assert b["reference_boundaries"] == 8 and b["nearest_within_tol"] == pytest.approx(7 / 8)

@@ -1,29 +1,13 @@
-"""Tests for data_prep.align.hmm: graphs, Viterbi alignment on our scores, phone segments, Kaldi model files,
-and flat-start recovery of known alignments on synthetic data."""
+"""Tests for data_prep.align.hmm: graphs, Viterbi alignment on our scores, phone segments, Kaldi model files."""
 
 import numpy as np
 import pytest
 import torch
 
 from data_prep.align.gmm import DiagGmmSet, single_gaussian_stats
-from data_prep.align.hmm import (AlignOptions, GraphCompiler, HmmModel, equal_align_states, frame_contexts,
+from data_prep.align.hmm import (AlignOptions, GraphCompiler, equal_align_states, frame_contexts,
                                  load_hmm, phone_segments, read_final_mdl, viterbi_align,
                                  write_final_mdl)
-
-
-
-@pytest.fixture(scope="module")
-def lang(make_lexicon, tmp_path_factory):
-    from data_prep.lang.lang_dir import write_lang_dir
-
-    return write_lang_dir(make_lexicon(), tmp_path_factory.mktemp("lang") / "lang")
-
-
-@pytest.fixture(scope="module")
-def mono(lang):
-    from data_prep.lang.lang_dir import load_topology
-
-    return HmmModel.monophone(load_topology(lang))
 
 
 def _oracle_gmm(corpus, hmm):
@@ -98,31 +82,3 @@ def test_final_mdl_round_trip(simulate_corpus, tmp_path, lang, mono):
     np.testing.assert_allclose(hmm2.tm.log_probs, mono.tm.log_probs, rtol=1e-6)
     np.testing.assert_allclose(hmm2.tm.non_self_loop_log_probs, mono.tm.non_self_loop_log_probs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gmm2.means.numpy(), gmm.means.numpy(), rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.e2e
-def test_flat_start_recovers_known_alignment(simulate_corpus, tmp_path, lang, mono):
-    """Flat start (equal alignment) + 8 EM/realignment iterations must find >= 90% of the true states."""
-    from data_prep.align.stage import Aligner, SplitData, _init_gmm, flat_start_labels, train_system
-    from data_prep.features.store import write_store
-
-    # States of 3-6 frames. (With 2-frame states Viterbi training can settle on a local optimum that squeezes
-    # a phone's first state to one frame: ~90% state accuracy instead of ~100%; measured, see report.)
-    corpus = simulate_corpus(lang, num_utts=50, seed=5, separation=2.5, state_frames=(3, 6))
-    write_store(tmp_path / "fbank", corpus.feats, corpus.utt_ids, corpus.lengths, corpus.speakers)
-    words = [[lang.words[w] for w in corpus.text[u].split()] for u in corpus.utt_ids]
-    lengths = np.asarray(corpus.lengths)
-    split = SplitData("train", str(tmp_path / "fbank"), corpus.utt_ids, np.concatenate([[0], np.cumsum(lengths)[:-1]]),
-                      lengths, words, [corpus.text[u].split() for u in corpus.utt_ids])
-    labels, skipped = flat_start_labels(split, mono, lang)
-    assert not skipped
-    flat_acc = np.mean(labels == [mono.pdf_of(p, c) for p, c in zip(corpus.true_phone, corpus.true_state)])
-    gmm = _init_gmm(split, labels, mono.num_pdfs)
-    with Aligner(str(lang.path), jobs=1) as al:
-        gmm, tids, hist = train_system(al, split, mono, gmm, labels, 8, [1, 2, 3, 4, 6], 2 * mono.num_pdfs,
-                                       AlignOptions(), "mono")
-    acc = np.mean((mono.tid2phone[tids] == corpus.true_phone) & (mono.tid2pdf_class[tids] == corpus.true_state))
-    assert acc >= 0.95, (flat_acc, acc)
-    assert acc > flat_acc
-    lls = [h["avg_loglik"] for h in hist]
-    assert lls[-1] > lls[0]

@@ -1,0 +1,248 @@
+"""Alignment passes: chunks of whole utterances scored, (re)aligned and accumulated in a pool of workers.
+
+:class:`Aligner` runs one pass over a split (Kaldi's ``JOB=1:nj``): the utterances are cut into chunks of
+about ``chunk_frames`` frames, and each chunk is scored with the GMMs (torch), Viterbi-aligned with
+graphs compiled for the current transition model (:mod:`data_prep.align.hmm`) and accumulated into GMM
+statistics and transition counts, in a spawn pool of ``jobs`` processes (or in-process for one job).
+Results are combined in chunk order, so the statistics do not depend on the number of jobs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data_prep.align.gmm import DiagGmmSet, GmmStats
+from data_prep.align.hmm import AlignOptions, GraphCompiler, HmmModel, viterbi_align
+from data_prep.align.split_data import SplitData
+
+
+def split_chunks(split: SplitData, rows: np.ndarray, chunk_frames: int) -> list[np.ndarray]:
+    """``rows`` in order, cut into chunks of whole utterances of at least ``chunk_frames`` frames (the last: less)."""
+    out, cur, n = [], [], 0
+    for i in rows:
+        cur.append(int(i))
+        n += int(split.lengths[i])
+        if n >= chunk_frames:
+            out.append(np.asarray(cur))
+            cur, n = [], 0
+    if cur:
+        out.append(np.asarray(cur))
+    return out
+
+
+@dataclass
+class PassContext:
+    """Everything a worker needs for one pass (picklable)."""
+
+    key: str
+    gmm: dict
+    hmm_state: bytes  # pickle of (topo, ctx_dep, trans_model)
+    lang: str
+    opts: AlignOptions
+    realign: bool
+    accumulate: bool
+
+
+@dataclass
+class ChunkResult:
+    rows: list[int]
+    tids: list[np.ndarray | None]  # per row: transition ids (realign) or None
+    failed: dict[int, str]
+    stats: GmmStats | None
+    tid_counts: np.ndarray | None
+    align_loglik: float = 0.0
+    frames: int = 0
+
+
+_WORKER_CACHE: dict = {}
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _setup(ctx: PassContext):
+    if _WORKER_CACHE.get("key") != ctx.key:
+        topo, ctx_dep, tm = pickle.loads(ctx.hmm_state)
+        hmm = HmmModel(topo, ctx_dep, tm)
+        gmm = DiagGmmSet.from_state_dict(ctx.gmm)
+        compiler = None
+        if ctx.realign:
+            from data_prep.lang.lang_dir import LangDir
+
+            lang = _WORKER_CACHE.get("lang")
+            if lang is None or _WORKER_CACHE.get("lang_path") != ctx.lang:
+                lang = LangDir.load(ctx.lang)
+                _WORKER_CACHE["l_fst"] = lang.load_l_fst(disambig=False)
+                _WORKER_CACHE["lang"], _WORKER_CACHE["lang_path"] = lang, ctx.lang
+            compiler = GraphCompiler(hmm, _WORKER_CACHE["l_fst"], lang.disambig_phone_ids, ctx.opts)
+        _WORKER_CACHE.update(key=ctx.key, hmm=hmm, gmm=gmm, compiler=compiler)
+    return _WORKER_CACHE["hmm"], _WORKER_CACHE["gmm"], _WORKER_CACHE["compiler"]
+
+
+def _min_frames(hmm: HmmModel, word_ids: list[int]) -> int:
+    """Fewest frames any pronunciation of the transcript needs (no optional silence)."""
+    lang = _WORKER_CACHE["lang"]
+    names = _WORKER_CACHE.setdefault("id2word", {v: k for k, v in lang.words.items()})
+    total = 0
+    for w in word_ids:
+        prons = lang.lexicon.get(names.get(w, ""), [()])
+        total += min(hmm.min_frames([lang.phones[p] for p in pron]) for pron in prons)
+    return total
+
+
+def _feats(store_dir: str) -> np.ndarray:
+    cache = _WORKER_CACHE.setdefault("feats", {})
+    if store_dir not in cache:
+        cache[store_dir] = np.load(Path(store_dir) / "feats.npy", mmap_mode="r")
+    return cache[store_dir]
+
+
+def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: list[int], lengths: list[int],
+                  utt_ids: list[str], words: list[list[int] | None], labels: np.ndarray | None) -> ChunkResult:
+    """Score, (re)align and accumulate one chunk of utterances (runs in a worker or in-process)."""
+    hmm, gmm, compiler = _setup(ctx)
+    feats = _feats(store_dir)
+    x = torch.from_numpy(np.concatenate([np.asarray(feats[s:s + n], dtype=np.float32)
+                                         for s, n in zip(starts, lengths)]))
+    offs = np.concatenate([[0], np.cumsum(lengths)])
+    failed: dict[int, str] = {}
+    tids_out: list[np.ndarray | None] = [None] * len(rows)
+    pdf_ll = None
+    if ctx.realign:  # full scoring (every pdf) only where the Viterbi needs it
+        pdf_ll = gmm.log_likelihoods(x).numpy()
+        lab = np.full(x.shape[0], -1, dtype=np.int64)
+        for k, (r, u, w) in enumerate(zip(rows, utt_ids, words)):
+            if w is None:
+                failed[r] = "no transcript"
+                continue
+            a, b = int(offs[k]), int(offs[k + 1])
+            try:
+                graph = compiler.compile(w)
+            except Exception as e:  # noqa: BLE001 (listed, never fatal)
+                failed[r] = f"graph compilation failed: {e}"
+                continue
+            res = viterbi_align(graph, pdf_ll[a:b], hmm, ctx.opts, u)
+            if not res.ok:
+                need = _min_frames(hmm, w)
+                failed[r] = (f"too short: {b - a} frames < {need} HMM states of the transcript" if b - a < need
+                             else res.reason)
+                continue
+            tids_out[k] = res.tids
+            lab[a:b] = hmm.tid2pdf[res.tids]
+    else:
+        lab = np.asarray(labels, dtype=np.int64)
+    stats = tid_counts = None
+    if ctx.accumulate:  # scores only the Gaussians of each frame's pdf
+        stats = gmm.accumulate(x, lab)
+        good = [t for t in tids_out if t is not None]
+        if good:
+            tid_counts = np.bincount(np.concatenate(good), minlength=hmm.num_tids + 1).astype(np.float64)
+    ll = 0.0
+    nfr = 0
+    if ctx.realign and not ctx.accumulate:  # per-frame log-likelihood of the alignment (final pass report)
+        keep = np.flatnonzero(lab >= 0)
+        if keep.size:
+            ll = float(pdf_ll[keep, lab[keep]].astype(np.float64).sum())
+            nfr = int(keep.size)
+    return ChunkResult(list(rows), tids_out, failed, stats, tid_counts, ll, nfr)
+
+
+def _process_chunk_star(args):
+    return process_chunk(*args)
+
+
+@dataclass
+class PassSummary:
+    stats: GmmStats | None
+    tid_counts: np.ndarray | None
+    failed: dict[int, str]
+    aligned: int
+    seconds: float
+    align_loglik: float = 0.0
+    align_frames: int = 0
+
+
+class Aligner:
+    """Runs passes over a split with a (possibly multi-process) executor."""
+
+    def __init__(self, lang_dir: str, jobs: int = 2, chunk_frames: int = 20000):
+        self.lang_dir = str(lang_dir)
+        self.jobs = max(1, int(jobs))
+        self.chunk_frames = int(chunk_frames)
+        self._pool = None
+        self._counter = 0
+
+    def __enter__(self) -> "Aligner":
+        if self.jobs > 1:
+            self._pool = mp.get_context("spawn").Pool(self.jobs, initializer=_worker_init)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def run_pass(self, split: SplitData, hmm: HmmModel, gmm: DiagGmmSet, opts: AlignOptions, *, realign: bool,
+                 accumulate: bool, labels: np.ndarray | None = None, tids: np.ndarray | None = None,
+                 rows: np.ndarray | None = None, desc: str = "pass") -> PassSummary:
+        """One pass. ``labels`` (split frames,) pdf per frame: used when not realigning, updated when
+        realigning (with ``tids``); rows not given are processed all."""
+        t0 = time.time()
+        self._counter += 1
+        ctx = PassContext(f"{os.getpid()}-{self._counter}", gmm.state_dict(),
+                          pickle.dumps((hmm.topo, hmm.ctx_dep, hmm.tm)), self.lang_dir, opts, realign, accumulate)
+        if rows is None:
+            rows = np.arange(len(split.utt_ids))
+        if not realign:
+            rows = np.asarray([r for r in rows if labels is not None
+                               and (labels[split.starts[r]:split.starts[r] + split.lengths[r]] >= 0).any()], dtype=int)
+        tasks = []
+        for ch in split_chunks(split, rows, self.chunk_frames):
+            lab = None
+            if not realign:
+                lab = np.concatenate([labels[split.starts[r]:split.starts[r] + split.lengths[r]] for r in ch])
+            tasks.append((ctx, split.store_dir, ch.tolist(), split.starts[ch].tolist(), split.lengths[ch].tolist(),
+                          [split.utt_ids[r] for r in ch], [split.words[r] for r in ch], lab))
+        it = (self._pool.imap(_process_chunk_star, tasks) if self._pool is not None
+              else map(_process_chunk_star, tasks))
+        stats = None
+        tid_counts = None
+        failed: dict[int, str] = {}
+        aligned = 0
+        ll, nfr = 0.0, 0
+        for res in tqdm(it, total=len(tasks), desc=desc, unit="chunk", leave=False):
+            if res.stats is not None:
+                stats = res.stats if stats is None else stats.add_(res.stats)
+            if res.tid_counts is not None:
+                tid_counts = res.tid_counts if tid_counts is None else tid_counts + res.tid_counts
+            failed.update(res.failed)
+            ll += res.align_loglik
+            nfr += res.frames
+            if realign:
+                for r, t in zip(res.rows, res.tids):
+                    s, n = int(split.starts[r]), int(split.lengths[r])
+                    if t is None:
+                        if labels is not None:
+                            labels[s:s + n] = -1
+                        if tids is not None:
+                            tids[s:s + n] = 0
+                    else:
+                        aligned += 1
+                        if labels is not None:
+                            labels[s:s + n] = hmm.tid2pdf[t]
+                        if tids is not None:
+                            tids[s:s + n] = t
+            else:
+                aligned += len(res.rows) - len(res.failed)
+        return PassSummary(stats, tid_counts, failed, aligned, time.time() - t0, ll, nfr)

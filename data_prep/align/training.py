@@ -1,0 +1,124 @@
+"""Training schedule of the HMM-GMM systems: flat start, GMM initialisation, Kaldi-style EM iterations.
+
+:func:`flat_start_labels` splits every utterance equally over the monophone states of its transcript
+(Kaldi's ``align-equal-compiled``), :func:`init_gmm` puts one Gaussian on each pdf (``gmm-init-mono`` /
+``gmm-init-model``), and :func:`train_system` runs ``train_mono.sh`` / ``train_deltas.sh``'s schedule:
+realignment on the listed iterations, statistics, M-step, transition update and mixture splitting
+up to the target number of Gaussians over the first three quarters of the iterations.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from asr_base.io import write_json, write_text
+from data_prep.align.gmm import DiagGmmSet, GmmUpdateConfig, single_gaussian_stats
+from data_prep.align.hmm import AlignOptions, HmmModel, equal_align_states, write_final_mdl
+from data_prep.align.passes import Aligner
+from data_prep.align.split_data import SplitData
+
+log = logging.getLogger(__name__)
+
+
+def flat_start_labels(split: SplitData, hmm: HmmModel, lang,
+                      rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """Equal alignment of each utterance over the monophone states of ``SIL words SIL`` (pdf per frame).
+
+    Only ``rows`` (default: all) are labelled; every other frame is -1."""
+    labels = np.full(split.num_frames, -1, dtype=np.int32)
+    skipped: dict[int, str] = {}
+    sil = lang.phones[lang.optional_silence]
+    rows = range(len(split.utt_ids)) if rows is None else [int(r) for r in rows]
+    for r in rows:  # per utterance; the frames of one are split vectorised
+        ws = split.word_strs[r]
+        if ws is None:
+            skipped[r] = "no transcript"
+            continue
+        phones = [sil] + [lang.phones[p] for w in ws for p in lang.lexicon[w][0]] + [sil]
+        pdfs = np.asarray([hmm.pdf_of(p, c) for p in phones for c in range(lang.num_pdf_classes(p))], dtype=np.int32)
+        n = int(split.lengths[r])
+        if n < pdfs.size:
+            skipped[r] = f"too short for flat start ({n} frames < {pdfs.size} states)"
+            continue
+        s = int(split.starts[r])
+        labels[s:s + n] = pdfs[equal_align_states(n, pdfs.size)]
+    return labels, skipped
+
+
+def shortest_rows(split: SplitData, n: int) -> np.ndarray:
+    """Rows of the ``n`` shortest utterances that have a transcript (Kaldi's ``subset_data_dir.sh --shortest``),
+    in store order; ``n <= 0`` or ``n >=`` the number of utterances: all of them."""
+    has_text = np.asarray([w is not None for w in split.words], dtype=bool)
+    cand = np.flatnonzero(has_text)
+    if n <= 0 or n >= cand.size:
+        return np.arange(len(split.utt_ids))
+    return np.sort(cand[np.argsort(split.lengths[cand], kind="stable")[:n]])
+
+
+def init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, chunk: int = 1 << 18) -> DiagGmmSet:
+    feats = np.load(Path(split.store_dir) / "feats.npy", mmap_mode="r")
+    stats = None
+    for s in range(0, split.num_frames, chunk):
+        st = single_gaussian_stats(np.asarray(feats[s:s + chunk], dtype=np.float32), labels[s:s + chunk], num_pdfs)
+        stats = st if stats is None else stats.add_(st)
+    return DiagGmmSet.from_single_stats(stats)
+
+
+def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmmSet, labels: np.ndarray,
+                 iters: int, realign_iters: Sequence[int], target_gauss: int, opts: AlignOptions, name: str,
+                 seed: int = 0, rows: np.ndarray | None = None) -> tuple[DiagGmmSet, np.ndarray, list[dict]]:
+    """Kaldi-style training iterations. Returns the model, the transition ids of the last alignment and
+    per-iteration records (average per-frame log-likelihood, Gaussians, aligned/failed counts).
+
+    ``rows`` restricts training to those utterances (e.g. the monophone subset); ``labels`` must be -1
+    outside them."""
+    gen = torch.Generator().manual_seed(seed)
+    tids = np.zeros(split.num_frames, dtype=np.int32)
+    inc_iters = max(1, int(iters * 0.75))  # grow Gaussians over the first 3/4 of the iterations
+    start_g = gmm.num_gauss
+    history = []
+    have_tids = False
+    upd = GmmUpdateConfig()
+    for it in range(1, iters + 1):
+        realign = it in set(realign_iters)
+        if realign:
+            opts_it = opts
+            summ = aligner.run_pass(split, hmm, gmm, opts_it, realign=True, accumulate=True, labels=labels, tids=tids,
+                                    rows=rows, desc=f"{name} it{it} align+acc")
+            have_tids = True
+        else:
+            summ = aligner.run_pass(split, hmm, gmm, opts, realign=False, accumulate=True, labels=labels,
+                                    desc=f"{name} it{it} acc")
+        if summ.stats is None:
+            raise RuntimeError(f"{name} iteration {it}: no utterance could be used (all failed)")
+        ll = summ.stats.avg_loglik
+        gmm = gmm.update(summ.stats, upd)
+        trans_objf = None
+        if realign and summ.tid_counts is not None:
+            trans_objf = hmm.update_transitions(summ.tid_counts)
+        if it <= inc_iters:
+            target = start_g + int(round((target_gauss - start_g) * it / inc_iters))
+            pdf_occ = torch.zeros(gmm.num_pdfs, dtype=torch.float64).index_add_(0, gmm.gauss2pdf, summ.stats.occ)
+            gmm = gmm.split(target, pdf_occ, upd, gen)
+        rec = dict(iter=it, realigned=realign, avg_loglik=ll, frames=summ.stats.frames, num_gauss=gmm.num_gauss,
+                   aligned=summ.aligned, failed=len(summ.failed), seconds=round(summ.seconds, 2))
+        if trans_objf is not None:
+            rec["transition_objf_per_frame"] = trans_objf
+        history.append(rec)
+        log.info("%s iter %d: avg loglik/frame %.4f over %d frames, %d Gaussians%s", name, it, ll,
+                 summ.stats.frames, gmm.num_gauss,
+                 f", realigned {summ.aligned} ok / {len(summ.failed)} failed" if realign else "")
+    if not have_tids:
+        raise RuntimeError(f"{name}: no realignment iteration (need at least one in the realign list)")
+    return gmm, tids, history
+
+
+def save_system(d: Path, hmm: HmmModel, gmm: DiagGmmSet, history: list[dict], extra: dict | None = None) -> None:
+    write_final_mdl(d / "final.mdl", hmm, gmm)
+    write_text(d / "num_pdfs", f"{hmm.num_pdfs}\n")
+    write_json(d / "history.json", history)
