@@ -16,7 +16,7 @@ COMMANDS = [
     ("decode", "asr_kd.decoding.decode", "decode with a model through a decoder hook and score WER"),
     ("loglikes", "asr_kd.decoding.loglikes", "write pseudo-log-likelihoods of a model as a Kaldi ark"),
     ("export", "asr_kd.export.write", "export a model for a decoder (TorchScript + ONNX + priors + config)"),
-    ("report", "asr_kd.report.report", "write report.md and plots from a run's logs"),
+    ("report", "asr_kd.report.stage", "write report.md and plots from a run's logs"),
 ]
 
 

@@ -13,7 +13,10 @@ import pytest
 
 from asr_kd.cli import main
 from asr_base.io import read_json, write_json
-from asr_kd.report.report import DASH, ReportConfig, collect, fmt_fraction, table1_markdown, write_report
+from asr_kd.report.collect import collect
+from asr_kd.report.markdown import DASH, fmt_fraction, table1_markdown
+from asr_kd.report.stage import write_report
+from asr_kd.report.summary import ReportConfig
 from asr_kd.decoding.wer import compute_wer, write_results
 
 TEMPS = ["1", "2", "5", "10"]
@@ -219,8 +222,9 @@ def test_gain_from_collected_run(tmp_path):
     exp = tmp_path / "exp"
     (exp / "students").mkdir(parents=True)
     write_json(exp / "students/best.json", {"best": "T2"})
-    for t in ("T1", "T2"):
+    for t in ("T1", "T2"):  # model dirs (final.pt) with their own eval.json
         write_json(exp / "students" / t / "eval.json", {})
+        (exp / "students" / t / "final.pt").touch()
     write_json(exp / "results/frame_acc_test.json", {"splits": {"test": {"frame_acc": {
         "baseline": 50.0, "teachers/ensemble_arithmetic": 54.0, "teachers/ensemble_geometric": 55.0,
         "students/T1": 51.0, "students/T2": 53.0}}}})
@@ -235,6 +239,7 @@ def test_splits_found_in_evaluation_and_decoding(tmp_path):
     """LibriSpeech split names become the columns (dev* before test*); the trainer's own 'dev' is not one."""
     exp = tmp_path / "exp"
     write_json(exp / "baseline/eval.json", {"dev": {"frame_acc": 40.0, "frames": 10}})
+    (exp / "baseline/final.pt").touch()
     for split, a in (("test-other", 41.0), ("dev-clean", 42.0), ("test-clean", 43.0)):
         write_json(exp / f"results/frame_acc_{split}.json",
                    {"splits": {split: {"frame_acc": {"baseline": a}, "frames": 10}}})
