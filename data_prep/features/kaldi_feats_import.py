@@ -10,6 +10,10 @@ Compressed matrices (``copy-feats --compress=true``, the default of many Kaldi r
 kaldi-io on numpy 2.x: the stage stops with an error telling you to run ``copy-feats --compress=false``.
 Other bad entries (missing/truncated file, no speaker, wrong dimension, values beyond float16) are listed
 in ``<out>/skipped.tsv`` and the rest is imported.
+
+Up to date (``<out>/.stamp.json``, :class:`asr_base.stamp.Step`): a complete store whose CMVN options and
+Kaldi tables (feats.scp, utt2spk, cmvn.scp) are unchanged is left alone; otherwise it is re-imported
+and the log says why (``--force`` re-imports anyway).
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from asr_base.config import add_options, from_args, option
+from asr_base.stamp import STAMP_NAME, Step
+from data_prep.corpus.data_dir import c_sorted, read_table
+from data_prep.corpus.skipped import skipped_tsv
+from data_prep.features.cmvn import SpeakerCmvn, StatsAccumulator, apply_cmvn_inplace, utterance_stats
 from data_prep.features.kaldi_feats import CompressedMatrixError, parse_rxspec, peek_matrix_shape, read_matrix, read_scp
+from data_prep.features.store import META, FeatureStore, FeatureStoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +42,15 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 @dataclass
 class ImportConfig:
-    scp: Path
-    out: Path
-    utt2spk: Path | None = None
-    apply_cmvn: bool = False
-    norm_vars: bool = True
-    cmvn_scp: Path | None = None
-    force: bool = False
+    scp: str = option(help="Kaldi feats.scp")
+    out: str = option(help="feature store dir to write")
+    utt2spk: str | None = option(None, help="Kaldi utt2spk (default: every utterance is its own speaker)")
+    apply_cmvn: bool = option(False, help="apply per-speaker mean (and variance) normalisation to the stored "
+                                          "features")
+    norm_vars: bool = option(True, help="with --apply-cmvn: normalise variances too (--no-norm-vars: means only)")
+    cmvn_scp: str | None = option(None, help="with --apply-cmvn: use these Kaldi CMVN stats (cmvn.scp/ark) "
+                                              "instead of computing them from the imported features")
+    force: bool = option(False, help="re-import even if the store is up to date")
 
     @property
     def cmvn_mode(self) -> str:
@@ -47,11 +59,12 @@ class ImportConfig:
         return "speaker_mean_var" if self.norm_vars else "speaker_mean"
 
 
-def _sha1(path: Path | None) -> str:
+def _sha1(path: str | None) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest() if path is not None else ""
 
 
 def import_config(cfg: ImportConfig) -> dict:
+    """What meta.json records about the source."""
     return {
         "source": "kaldi",
         "kaldi_scp": str(Path(cfg.scp).absolute()),
@@ -61,23 +74,23 @@ def import_config(cfg: ImportConfig) -> dict:
     }
 
 
+def import_step(cfg: ImportConfig) -> Step:
+    """The up-to-date check: CMVN mode + the Kaldi tables (feats.scp, utt2spk, cmvn.scp)."""
+    return Step(Path(cfg.out) / STAMP_NAME, f"import-kaldi-feats {cfg.out}", config={"cmvn": cfg.cmvn_mode},
+                inputs={"feats.scp": cfg.scp, "utt2spk": cfg.utt2spk,
+                        "cmvn.scp": cfg.cmvn_scp if cfg.apply_cmvn else None})
+
+
 def import_kaldi_feats(cfg: ImportConfig):
     """Run the import; returns the :class:`~data_prep.features.store.FeatureStore`."""
     from tqdm import tqdm
 
-    from asr_base.io import read_json
-    from data_prep.features.cmvn import SpeakerCmvn, StatsAccumulator, apply_cmvn_inplace, utterance_stats
-    from data_prep.corpus.data_dir import c_sorted, read_table
-    from data_prep.features.fbank import SKIPPED_HEADER
-    from data_prep.features.store import FeatureStore, FeatureStoreWriter
-
     out = Path(cfg.out)
+    step = import_step(cfg)
+    if (out / META).is_file() and step.up_to_date(cfg.force):  # meta.json present = a complete store
+        return FeatureStore.open(out)
+    step.digests()  # the inputs as they are now, before the work
     config = import_config(cfg)
-    if not cfg.force and (out / "meta.json").is_file() and (out / "feats.npy").is_file():
-        meta = read_json(out / "meta.json")
-        if all(meta.get(k) == v for k, v in config.items() if k != "kaldi_scp"):
-            log.info("%s already holds this import; skipping (use --force to redo)", out)
-            return FeatureStore.open(out)
 
     t0 = time.time()
     entries = dict()
@@ -159,11 +172,10 @@ def import_kaldi_feats(cfg: ImportConfig):
             del feats
             if given_cmvn is not None:
                 cmvn = given_cmvn
-        skipped.sort(key=lambda r: r[0].encode("utf-8"))
-        report = SKIPPED_HEADER + "\n" + "".join(f"{u}\t{p}\t{r}\n" for u, p, r in skipped)
         meta = dict(config, num_skipped=len(skipped), speakers=len(cmvn.speakers),
                     cmvn_stats="kaldi cmvn.scp" if given_cmvn is not None else "imported features")
-        store = writer.close(meta, extra_files={"cmvn.npz": cmvn.arrays(), "skipped.tsv": report})
+        store = writer.close(meta, extra_files={"cmvn.npz": cmvn.arrays(), "skipped.tsv": skipped_tsv(skipped)})
+    step.done(num_utts=len(store.utt_ids), num_skipped=len(skipped))
     log.info("%s: %d utterances, %d frames, %d skipped; %.1f s", out, len(store.utt_ids), store.num_frames,
              len(skipped), time.time() - t0)
     return store
@@ -176,24 +188,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "in cmvn.npz; --apply-cmvn normalises the stored values. Compressed Kaldi matrices are rejected "
         "with instructions (copy-feats --compress=false). Bad entries are listed in <out>/skipped.tsv."
     )
-    parser.add_argument("--scp", type=Path, required=True, help="Kaldi feats.scp")
-    parser.add_argument("--utt2spk", type=Path, default=None,
-                        help="Kaldi utt2spk (default: every utterance is its own speaker)")
-    parser.add_argument("--out", type=Path, required=True, help="feature store dir to write")
-    parser.add_argument("--apply-cmvn", action="store_true",
-                        help="apply per-speaker mean (and variance) normalisation to the stored features")
-    parser.add_argument("--no-norm-vars", action="store_true", help="with --apply-cmvn: normalise means only")
-    parser.add_argument("--cmvn-scp", type=Path, default=None,
-                        help="with --apply-cmvn: use these Kaldi CMVN stats (cmvn.scp/ark) instead of "
-                             "computing them from the imported features")
-    parser.add_argument("--force", action="store_true", help="re-import even if the store exists")
+    add_options(parser, ImportConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = ImportConfig(args.scp, args.out, args.utt2spk, args.apply_cmvn, not args.no_norm_vars,
-                       args.cmvn_scp, args.force)
     try:
-        import_kaldi_feats(cfg)
+        import_kaldi_feats(from_args(ImportConfig, args))
     except (FileNotFoundError, ValueError, KeyError) as e:  # CompressedMatrixError is a ValueError
         log.error("%s", e)
         return 1

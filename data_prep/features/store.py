@@ -61,9 +61,11 @@ class FeatureStore:
 
     @property
     def frame_shift(self) -> float:
-        """Seconds between frames, from ``meta.json`` (``frame_shift_ms``); Kaldi's 10 ms when not recorded
-        (stores imported from Kaldi features, hand-made stores)."""
-        return float(self.meta.get("frame_shift_ms", DEFAULT_FRAME_SHIFT_MS)) / 1000.0
+        """Seconds between frames, from ``meta.json`` (``fbank.frame_shift_ms`` as compute-fbank records it, or
+        a top-level ``frame_shift_ms``); Kaldi's 10 ms when not recorded (stores imported from Kaldi
+        features, hand-made stores)."""
+        shift = self.meta.get("fbank", {}).get("frame_shift_ms", self.meta.get("frame_shift_ms", DEFAULT_FRAME_SHIFT_MS))
+        return float(shift) / 1000.0
 
     def check(self) -> None:
         if self.feats.ndim != 2 or self.feats.dtype != np.float16:

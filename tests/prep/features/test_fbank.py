@@ -1,4 +1,4 @@
-"""compute-fbank: features equal torchaudio's, frame counts, CMVN in the store, bad audio listed, resumable."""
+"""compute-fbank: the store holds torchaudio's features, CMVN applied, bad audio listed, up-to-date check."""
 
 import os
 
@@ -11,7 +11,8 @@ import torchaudio.compliance.kaldi as ta_kaldi
 from asr_base.io import read_json
 from data_prep.features.cmvn import SpeakerCmvn
 from data_prep.corpus.data_dir import DataDir
-from data_prep.features.fbank import ComputeFbankConfig, FbankConfig, compute_fbank, compute_fbank_store, make_batches, read_audio
+from data_prep.features.fbank import ComputeFbankConfig, compute_fbank_store
+from data_prep.features.fbank_extract import FbankConfig
 from data_prep.features.store import FeatureStore
 
 SR = 16000
@@ -45,29 +46,6 @@ def _torchaudio_reference(path):
     wav = torch.from_numpy(x.astype(np.float32))[None]
     return ta_kaldi.fbank(wav, num_mel_bins=40, frame_length=25.0, frame_shift=10.0, dither=0.0,
                           sample_frequency=sr, window_type="povey", snip_edges=True).numpy()
-
-
-@pytest.mark.parametrize("n", [0, 399, 400, 401, 559, 560, 16000, 16123])
-def test_num_frames_matches_torchaudio(n):
-    cfg = FbankConfig()
-    x = np.random.default_rng(0).uniform(-0.5, 0.5, n).astype(np.float32)
-    got = compute_fbank(x, cfg)
-    assert got.shape == (cfg.num_frames(n), 40)
-    assert cfg.num_frames(n) == (1 + (n - 400) // 160 if n >= 400 else 0)
-    if n >= 400:
-        ref = ta_kaldi.fbank(torch.from_numpy(x * 32768)[None], num_mel_bins=40, dither=0.0)
-        assert ref.shape[0] == got.shape[0]
-
-
-def test_features_match_torchaudio_called_directly(tmp_path):
-    p = tmp_path / "a.flac"
-    _write_audio(p, 12345, 3)
-    data, sr = read_audio(str(p))
-    assert sr == SR and data.shape == (12345, 1)
-    got = compute_fbank(data[:, 0], FbankConfig())
-    ref = _torchaudio_reference(p)
-    assert got.shape == ref.shape == (1 + (12345 - 400) // 160, 40)
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
 
 
 def test_store_holds_raw_features_without_cmvn(tmp_path):
@@ -148,23 +126,48 @@ def test_piped_wav_scp_entry(tmp_path):
     np.testing.assert_array_equal(store.utt("a-1-01"), _torchaudio_reference(src).astype(np.float16))
 
 
-def test_resumable_and_force(tmp_path):
+def test_resumable_and_force(tmp_path, caplog):
     data, _ = make_data_dir(tmp_path, [("a-1-01", "a", 8000), ("b-1-01", "b", 6000)])
     out = tmp_path / "fb"
+    caplog.set_level("INFO")
     compute_fbank_store(ComputeFbankConfig(data, out, jobs=1))
+    assert (out / ".stamp.json").is_file()
     feats = out / "feats.npy"
     os.utime(feats, (1, 1))
     compute_fbank_store(ComputeFbankConfig(data, out, jobs=1))
-    assert feats.stat().st_mtime == 1  # complete + same config: skipped
+    assert feats.stat().st_mtime == 1 and "up to date" in caplog.text  # complete + same config: skipped
     compute_fbank_store(ComputeFbankConfig(data, out, jobs=1, force=True))
     assert feats.stat().st_mtime > 1
     os.utime(feats, (1, 1))
     compute_fbank_store(ComputeFbankConfig(data, out, FbankConfig(num_mel_bins=23), jobs=1))
     assert feats.stat().st_mtime > 1 and FeatureStore.open(out).dim == 23  # config changed: recomputed
+    assert "option changed: fbank" in caplog.text
     os.utime(out / "feats.npy", (1, 1))
     (out / "meta.json").unlink()  # incomplete store: recomputed
     compute_fbank_store(ComputeFbankConfig(data, out, FbankConfig(num_mel_bins=23), jobs=1))
     assert (out / "feats.npy").stat().st_mtime > 1
+    os.utime(out / "feats.npy", (1, 1))
+    with open(data / "utt2spk", "w") as f:  # the data dir changed (both utterances one speaker): recomputed
+        f.write("a-1-01 a\nb-1-01 a\n")
+    store = compute_fbank_store(ComputeFbankConfig(data, out, FbankConfig(num_mel_bins=23), jobs=1))
+    assert (out / "feats.npy").stat().st_mtime > 1 and "input changed: utt2spk" in caplog.text
+    assert store.speakers == ["a", "a"]
+
+
+def test_cli_options_reach_the_config(tmp_path):
+    import argparse
+
+    from data_prep.features.fbank import add_arguments, main
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    data, _ = make_data_dir(tmp_path, [("a-1-01", "a", 8000)])
+    args = parser.parse_args(["--data", str(data), "--out", str(tmp_path / "fb"), "--frame-shift", "20",
+                              "--num-mel-bins", "23", "--no-snip-edges", "--cmvn", "none", "--jobs", "1"])
+    assert main(args) == 0
+    store = FeatureStore.open(tmp_path / "fb")
+    assert store.frame_shift == 0.02 and store.dim == 23 and store.meta["fbank"]["snip_edges"] is False
+    assert store.num_frames == FbankConfig(frame_shift_ms=20, snip_edges=False).num_frames(8000)
 
 
 def test_all_bad_is_a_clear_error(tmp_path):
@@ -173,12 +176,6 @@ def test_all_bad_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no utterance could be processed"):
         compute_fbank_store(ComputeFbankConfig(tmp_path / "data", tmp_path / "fb", jobs=1))
     assert not (tmp_path / "fb").exists()
-
-
-def test_make_batches_groups_by_audio_seconds():
-    items = [(f"u{i}", "p", n) for i, n in enumerate([16000, 8000, 8000, 40000, 100])]
-    batches = make_batches(items, SR, batch_seconds=1.0)
-    assert [[u for u, _, _ in b] for b in batches] == [["u0"], ["u1", "u2"], ["u3"], ["u4"]]
 
 
 def _tiny_librispeech(root, speakers=("103", "1098"), chapters=("1240",), utts=3):

@@ -143,3 +143,10 @@ def test_utt_lookup(tmp_path):
     np.testing.assert_array_equal(store.utt("b"), np.arange(4, 12).reshape(4, 2))
     with pytest.raises(KeyError):
         store.utt("zz")
+
+
+def test_frame_shift_from_meta(tmp_path):
+    feats = np.zeros((3, 2), dtype=np.float16)
+    assert write_store(tmp_path / "a", feats, ["u"], [3], ["s"]).frame_shift == 0.01  # Kaldi's default
+    assert write_store(tmp_path / "b", feats, ["u"], [3], ["s"], {"fbank": {"frame_shift_ms": 20.0}}).frame_shift == 0.02
+    assert write_store(tmp_path / "c", feats, ["u"], [3], ["s"], {"frame_shift_ms": 15.0}).frame_shift == 0.015

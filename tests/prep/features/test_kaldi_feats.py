@@ -139,6 +139,11 @@ def test_export_is_resumable(tmp_path):
     export_kaldi_feats(ExportConfig(tmp_path / "store", tmp_path / "kaldi"))
     assert ark.stat().st_mtime > 1
     assert len(dict(kaldi_io.read_mat_scp(str(scp)))) == 5
+    os.utime(ark, (1, 1))
+    store = _store(tmp_path / "store", seed=1)  # same shapes, new values: the export is stale
+    export_kaldi_feats(ExportConfig(tmp_path / "store", tmp_path / "kaldi"))
+    assert ark.stat().st_mtime > 1
+    np.testing.assert_array_equal(dict(kaldi_io.read_mat_scp(str(scp)))["1002-7-0001"], store.utt("1002-7-0001"))
 
 
 def test_import_with_cmvn_and_bad_entries(tmp_path):
