@@ -57,6 +57,7 @@ run_step() {
 # The evaluation steps both recipes share. Run from the recipe's output dir (data/ and exp/).
 
 # frame_accuracy_all "SPLITS": frame accuracy of baseline, every teacher, the ensemble and every student
+# (asr-kd evaluate finds the models inside these dirs)
 frame_accuracy_all() {
   local s
   for s in $1; do
@@ -65,33 +66,36 @@ frame_accuracy_all() {
   done
 }
 
-# decode_all_models "SPLITS" [DECODE OPTIONS...]: baseline, ensemble and every student on every split
+# read_model_args LINE: the model options of one `asr-kd list-models` line (NAME ARGS, shell-quoted) into the
+# caller's array model_args
+read_model_args() {
+  eval "model_args=(${1#* })"
+}
+
+# decode_all_models "SPLITS" [DECODE OPTIONS...]: every system of the run on every split; the systems
+# (baseline, ensemble, every student) and their model options come from `asr-kd list-models`
 decode_all_models() {
-  local splits=$1 s name student model_args
+  local splits=$1 s line listing
+  local -a systems model_args
   shift
-  local models=(baseline ensemble)
-  for student in $(ls -d exp/students/T*/ | sort -V); do
-    student=${student%/}
-    models+=("student_${student##*/}")
-  done
+  listing=$(asr-kd list-models --exp exp)
+  mapfile -t systems <<< "$listing"
   for s in $splits; do
-    for name in "${models[@]}"; do
-      case $name in
-        baseline) model_args=(--model exp/baseline/final.pt) ;;
-        ensemble) model_args=(--ensemble exp/teachers) ;;
-        student_*) model_args=(--model "exp/students/${name#student_}/final.pt") ;;
-      esac
+    for line in "${systems[@]}"; do
+      read_model_args "$line"
       asr-kd decode "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$s" --data "data/$s" \
-        --graph exp/graph --out "exp/decode/$name/$s" "$@"
+        --graph exp/graph --out "exp/decode/${line%% *}/$s" "$@"
     done
   done
 }
 
-# export_best_student: the student chosen on dev (exp/students/best.json) -> exp/export
+# export_best_student: the student chosen on dev (exp/students/best.json, via asr-kd list-models) -> exp/export
 export_best_student() {
-  local best
-  best=$(python -c 'import json; print(json.load(open("exp/students/best.json"))["best"])')
-  asr-kd export --model "exp/students/$best/final.pt" --priors exp/tri/pdf_counts.npy --feats data/fbank/train \
+  local line
+  local -a model_args
+  line=$(asr-kd list-models --exp exp --best-student)
+  read_model_args "$line"
+  asr-kd export "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats data/fbank/train \
     --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang data/lang --out exp/export
 }
 
