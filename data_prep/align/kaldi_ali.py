@@ -8,7 +8,9 @@ Reads int-vector archives (binary or text ``ark``, gzipped files, pipes ``"cmd |
     <out>/adjusted.tsv    utt_id <TAB> reason: length differences within --tolerance (padded/truncated)
     <out>/num_pdfs        the number of pdfs
     <out>/pdf_counts.npy  int64 (num_pdfs,) frames per pdf in this split
-    <out>/report.json     counts; written last (marks the import complete)
+    <out>/report.json     counts
+    <out>/.stamp.json     options and input digests (asr_base.stamp); written last: a rerun with the same
+                          options and unchanged inputs skips the import
 
 With ``--priors`` (default for splits named ``train*``) ``num_pdfs`` and ``pdf_counts.npy`` are also
 written to the experiment dir (``<out>/../..`` when ``<out>`` is ``.../ali/<split>``), where training
@@ -18,18 +20,19 @@ looks for the state priors.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
+from asr_base.config import add_options, from_args, option, to_dict
 from asr_base.io import read_json, save_npy, write_json, write_text
+from asr_base.stamp import STAMP_NAME, Step
 from data_prep.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -39,12 +42,15 @@ REPORT = "report.json"
 
 @dataclass
 class ImportConfig:
-    ali: list[str]
-    store: str
-    num_pdfs: int
-    out: str
-    tolerance: int = 2  # frames of length difference fixed by padding with the last label / truncating
-    priors: bool | None = None  # also write num_pdfs + pdf_counts.npy to the exp dir; None: split is train*
+    ali: list[str] = option(cli=False)  # --ali: see add_arguments (rspecifiers contain commas and spaces)
+    store: str = option(help="feature store of the split (data/fbank/<split>)")
+    num_pdfs: int = option(help="number of pdfs of the Kaldi model (tree)")
+    out: str = option(help="output dir, e.g. exp/kaldi_ali/ali/train")
+    tolerance: int = option(2, help="length differences up to this many frames are padded with the last label or "
+                                    "truncated (listed in adjusted.tsv)")
+    priors: bool | None = option(None, help="also write num_pdfs + pdf_counts.npy to the exp dir; none given: "
+                                            "only for train* splits")
+    force: bool = option(False, help="redo the import even if it is up to date")
 
 
 def _is_scp(spec: str) -> bool:
@@ -89,32 +95,28 @@ def _exp_dir(out: Path) -> Path:
     return out.parent.parent if out.parent.name == "ali" else out
 
 
-def _fingerprint(cfg: ImportConfig) -> str:
-    h = hashlib.sha1(repr(sorted(asdict(cfg).items())).encode())
-    for spec in cfg.ali:
+def _step(cfg: ImportConfig) -> Step:
+    """The import's up-to-date check: its options (``--force`` aside), the alignment files, the feature store."""
+    inputs: dict[str, str] = {"store": cfg.store}
+    for i, spec in enumerate(cfg.ali):
         path = re.sub(r"^(ark|scp)[a-z,]*:", "", spec)
-        if os.path.isfile(path):
-            st = os.stat(path)
-            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
-    st = os.stat(Path(cfg.store) / "index.tsv")
-    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()
+        if os.path.isfile(path):  # pipes ("gunzip -c x.gz |") cannot be checked
+            inputs[f"ali.{i}"] = path
+    config = {k: v for k, v in to_dict(cfg).items() if k != "force"}
+    return Step(Path(cfg.out) / STAMP_NAME, f"import-kaldi-ali {cfg.out}", config=config, inputs=inputs)
 
 
-def import_kaldi_ali(ali: Sequence[str] | str, store: str | os.PathLike, num_pdfs: int, out: str | os.PathLike,
-                     tolerance: int = 2, priors: bool | None = None, force: bool = False) -> dict:
-    """Import pdf alignments into ``out`` (see module doc). Returns the report dict."""
-    cfg = ImportConfig([ali] if isinstance(ali, str) else [str(a) for a in ali], str(store), int(num_pdfs),
-                       str(out), int(tolerance), priors)
+def import_kaldi_ali(cfg: ImportConfig) -> dict:
+    """Import pdf alignments into ``cfg.out`` (see module doc). Returns the report dict."""
     if cfg.num_pdfs <= 0:
         raise ValueError(f"--num-pdfs must be positive, got {cfg.num_pdfs}")
-    out = Path(out)
-    fp = _fingerprint(cfg)
-    if not force and (out / REPORT).is_file() and read_json(out / REPORT).get("fingerprint") == fp:
-        log.info("%s is up to date; use --force to redo the import", out)
+    out = Path(cfg.out)
+    step = _step(cfg)
+    if (out / REPORT).is_file() and step.up_to_date(cfg.force):
         return read_json(out / REPORT)
+    step.invalidate()
 
-    fs = FeatureStore.open(store)
+    fs = FeatureStore.open(cfg.store)
     index = fs.utt_index()
     pdf = np.full(fs.num_frames, -1, np.int32)
     done = np.zeros(len(fs.utt_ids), bool)
@@ -170,12 +172,13 @@ def import_kaldi_ali(ali: Sequence[str] | str, store: str | os.PathLike, num_pdf
         save_npy(exp / "pdf_counts.npy", counts)
         write_text(exp / "num_pdfs", f"{cfg.num_pdfs}\n")
     report = dict(
-        fingerprint=fp, config=asdict(cfg), utterances=len(fs.utt_ids), imported=len(fs.utt_ids) - len(failed),
+        config=to_dict(cfg), utterances=len(fs.utt_ids), imported=len(fs.utt_ids) - len(failed),
         failed=len(failed), adjusted=len(adjusted), ignored=len(extra), read_errors=len(errors),
         frames=fs.num_frames, labelled_frames=int((pdf >= 0).sum()), pdfs_used=int((counts > 0).sum()),
         num_pdfs=cfg.num_pdfs, wrote_priors=bool(priors),
     )
     write_json(out / REPORT, report)
+    step.done(imported=report["imported"])
     log.info("%s: %d/%d utterances imported (%d failed, %d length-adjusted, %d ignored entries); %d/%d pdfs used",
              out, report["imported"], report["utterances"], report["failed"], report["adjusted"], report["ignored"],
              report["pdfs_used"], cfg.num_pdfs)
@@ -185,21 +188,14 @@ def import_kaldi_ali(ali: Sequence[str] | str, store: str | os.PathLike, num_pdf
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ali", nargs="+", required=True,
-                        help="pdf alignments: 'ark:FILE', 'ark:gunzip -c ali.1.gz|', 'scp:FILE', or plain paths "
-                             "(*.scp read as scp, *.gz gunzipped); several are concatenated")
-    parser.add_argument("--store", required=True, help="feature store of the split (data/fbank/<split>)")
-    parser.add_argument("--num-pdfs", type=int, required=True, help="number of pdfs of the Kaldi model (tree)")
-    parser.add_argument("--out", required=True, help="output dir, e.g. exp/kaldi_ali/ali/train")
-    parser.add_argument("--tolerance", type=int, default=2,
-                        help="length differences up to this many frames are padded/truncated (listed in adjusted.tsv)")
-    prior = parser.add_mutually_exclusive_group()
-    prior.add_argument("--priors", dest="priors", action="store_true", default=None,
-                       help="also write num_pdfs + pdf_counts.npy to the exp dir (default for train* splits)")
-    prior.add_argument("--no-priors", dest="priors", action="store_false")
-    parser.add_argument("--force", action="store_true", help="redo the import even if it is up to date")
+    # one rspecifier per value, kept whole: the list options of add_options split values on commas and
+    # spaces, which would cut 'ark,t:FILE' and 'ark:gunzip -c ali.1.gz|'
+    parser.add_argument("--ali", nargs="+", required=True, default=argparse.SUPPRESS,
+                        help="pdf alignments: 'ark:FILE', 'ark,t:FILE', 'ark:gunzip -c ali.1.gz|', 'scp:FILE', or plain "
+                             "paths (*.scp read as scp, *.gz gunzipped); several are concatenated")
+    add_options(parser, ImportConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    report = import_kaldi_ali(args.ali, args.store, args.num_pdfs, args.out, args.tolerance, args.priors, args.force)
+    report = import_kaldi_ali(from_args(ImportConfig, args))
     return 0 if report["imported"] > 0 else 1

@@ -33,12 +33,13 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from asr_base.config import add_options, from_args, option, to_dict
 from asr_base.io import read_json, save_npy, write_json
 from data_prep.align.hmm import AlignOptions, HmmModel, load_hmm
 from data_prep.align.outputs import write_ctm, write_failed
@@ -49,31 +50,37 @@ from data_prep.align.training import flat_start_labels, init_gmm, save_system, s
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class AlignStageConfig:
-    lang: str = "data/lang"
-    fbank_dir: str = "data/fbank"
-    data_dir: str = "data"
-    exp: str = "exp"
-    train_split: str = "train"
-    splits: list[str] = field(default_factory=lambda: ["train", "dev", "test"])
-    mono_subset: int = 1000
-    mono_iters: int = 25
-    mono_realign: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 23])
-    mono_gauss: int = 1000
-    num_leaves: int = 800
-    tree_min_count: float = 100.0
-    tri_iters: int = 15
-    tri_realign: list[int] = field(default_factory=lambda: [4, 8, 12])
-    tri_gauss: int = 4000
-    beam: float = 10.0
-    retry_beam: float = 40.0
-    jobs: int = 2
-    chunk_frames: int = 20000
-    seed: int = 0
-    reference_timings: str | None = None  # <dir>/<split>/<utt>.txt reference phone timings (synthetic corpora)
-    force: bool = False
+    lang: str = option("data/lang", help="lang dir (data-prep prepare-lang)")
+    fbank_dir: str = option("data/fbank", help="feature stores: <fbank-dir>/<split>")
+    data_dir: str = option("data", help="Kaldi data dirs: <data-dir>/<split>/text")
+    exp: str = option("exp", help="writes <exp>/mono and <exp>/tri")
+    train_split: str = option("train", help="split the models are trained on")
+    splits: list[str] = option(["train", "dev", "test"], help="splits to align with the final model")
+    mono_subset: int = option(1000, group="monophones",
+                              help="train the monophones on the N shortest train utterances (0 = all); the tree "
+                                   "statistics come from aligning the whole train split with the final monophones")
+    mono_iters: int = option(25, group="monophones", help="monophone training iterations")
+    mono_realign: list[int] = option([1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 23], group="monophones",
+                                     help="monophone iterations with Viterbi realignment (space/comma separated)")
+    mono_gauss: int = option(1000, group="monophones", help="total monophone Gaussians")
+    num_leaves: int = option(800, group="decision tree", help="tied states (decision-tree leaves)")
+    tree_min_count: float = option(100.0, group="decision tree", help="min frames per tree leaf")
+    tri_iters: int = option(15, group="triphones", help="triphone training iterations")
+    tri_realign: list[int] = option([4, 8, 12], group="triphones",
+                                    help="triphone iterations with Viterbi realignment (space/comma separated)")
+    tri_gauss: int = option(4000, group="triphones", help="total triphone Gaussians")
+    beam: float = option(10.0, group="alignment", help="Viterbi beam (Kaldi's --beam)")
+    retry_beam: float = option(40.0, group="alignment",
+                               help="beam of the second try for an utterance that fails at --beam (Kaldi's --retry-beam)")
+    jobs: int = option(2, group="resources", help="alignment/accumulation processes")
+    chunk_frames: int = option(20000, group="resources", help="frames per work chunk")
+    seed: int = option(0, help="seed of the mixture-splitting perturbations (the triphones use seed + 1)")
+    reference_timings: str | None = option(None, help="optional reference phone timings <dir>/<split>/<utt>.txt "
+                                                      "(start end phone, flite names); boundary agreement of the "
+                                                      "final alignment goes into report.json")
+    force: bool = option(False, help="redo every sub-stage")
 
 
 # ---------------------------------------------------------------------------------------------- stage
@@ -106,7 +113,7 @@ def run_align(cfg: AlignStageConfig) -> dict:
     train = split_data(cfg.train_split)
     log.info("train: %d utterances, %d frames (%.2f h)", len(train.utt_ids), train.num_frames,
              train.num_frames * FRAME_SHIFT / 3600)
-    report: dict = {"config": asdict(cfg)}
+    report: dict = {"config": to_dict(cfg)}
     with Aligner(cfg.lang, cfg.jobs, cfg.chunk_frames) as aligner:
         # ---------------- mono
         mono = HmmModel.monophone(topo)
@@ -229,42 +236,10 @@ def run_align(cfg: AlignStageConfig) -> dict:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def _int_list(s: str) -> list[int]:
-    return [int(x) for x in s.replace(",", " ").split()]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = AlignStageConfig()
-    parser.add_argument("--lang", default=d.lang, help="lang dir (data-prep prepare-lang)")
-    parser.add_argument("--fbank-dir", default=d.fbank_dir, help="feature stores: <fbank-dir>/<split>")
-    parser.add_argument("--data-dir", default=d.data_dir, help="Kaldi data dirs: <data-dir>/<split>/text")
-    parser.add_argument("--exp", default=d.exp, help="writes <exp>/mono and <exp>/tri")
-    parser.add_argument("--train-split", default=d.train_split, help="split the models are trained on")
-    parser.add_argument("--splits", nargs="+", default=d.splits, help="splits to align with the final model")
-    parser.add_argument("--mono-subset", type=int, default=d.mono_subset,
-                        help="train the monophones on the N shortest train utterances (0 = all); the tree "
-                             "statistics come from aligning the whole train split with the final monophones")
-    parser.add_argument("--mono-iters", type=int, default=d.mono_iters)
-    parser.add_argument("--mono-realign", type=_int_list, default=d.mono_realign,
-                        help="iterations with Viterbi realignment (space/comma separated)")
-    parser.add_argument("--mono-gauss", type=int, default=d.mono_gauss, help="total monophone Gaussians")
-    parser.add_argument("--num-leaves", type=int, default=d.num_leaves, help="tied states (decision-tree leaves)")
-    parser.add_argument("--tree-min-count", type=float, default=d.tree_min_count, help="min frames per tree leaf")
-    parser.add_argument("--tri-iters", type=int, default=d.tri_iters)
-    parser.add_argument("--tri-realign", type=_int_list, default=d.tri_realign)
-    parser.add_argument("--tri-gauss", type=int, default=d.tri_gauss, help="total triphone Gaussians")
-    parser.add_argument("--beam", type=float, default=d.beam)
-    parser.add_argument("--retry-beam", type=float, default=d.retry_beam)
-    parser.add_argument("--jobs", type=int, default=d.jobs, help="alignment/accumulation processes")
-    parser.add_argument("--chunk-frames", type=int, default=d.chunk_frames, help="frames per work chunk")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--reference-timings", default=None,
-                        help="optional reference phone timings <dir>/<split>/<utt>.txt (start end phone, flite "
-                             "names); boundary agreement of the final alignment goes into report.json")
-    parser.add_argument("--force", action="store_true", help="redo every sub-stage")
+    add_options(parser, AlignStageConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = AlignStageConfig(**{k: getattr(args, k) for k in AlignStageConfig.__dataclass_fields__})
-    run_align(cfg)
+    run_align(from_args(AlignStageConfig, args))
     return 0

@@ -118,3 +118,20 @@ def test_cli_help():
     out = subprocess.run([sys.executable, "-m", "data_prep.cli", "align", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "--num-leaves" in out.stdout and "--jobs" in out.stdout
+
+
+def test_cli_options_from_conf_file_and_comma_lists(tmp_path):
+    from asr_base.cli import build_parser
+    from asr_base.config import from_args
+    from data_prep.align.stage import AlignStageConfig
+
+    conf = tmp_path / "align.conf"
+    conf.write_text("# options\n--num-leaves 600  # tied states\n--tri-realign 3,6\n--reference-timings refs\n")
+    parser = build_parser("data-prep", "", [("align", "data_prep.align.stage", "align")])
+    args = parser.parse_args(["align", f"@{conf}", "--mono-realign", "1,2,3", "--splits", "train", "dev", "--jobs", "4"])
+    cfg = from_args(AlignStageConfig, args)
+    assert cfg.mono_realign == [1, 2, 3] and cfg.tri_realign == [3, 6] and cfg.num_leaves == 600
+    assert cfg.splits == ["train", "dev"] and cfg.jobs == 4 and cfg.reference_timings == "refs"
+    assert cfg.mono_iters == AlignStageConfig().mono_iters and cfg.force is False
+    args = parser.parse_args(["align", "--mono-realign", "1", "2", "5", "--force"])
+    assert from_args(AlignStageConfig, args).mono_realign == [1, 2, 5] and args.force

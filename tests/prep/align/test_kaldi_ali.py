@@ -1,13 +1,16 @@
 """import-kaldi-ali: Kaldi int-vector pdf alignments -> pdf.npy aligned 1:1 with a feature store."""
 
+import dataclasses
 import gzip
+import json
+import logging
 
 from asr_base.kaldi_io import kaldi_io
 import numpy as np
 import pytest
 
 from data_prep.features.store import write_store
-from data_prep.align.kaldi_ali import fit_length, import_kaldi_ali
+from data_prep.align.kaldi_ali import ImportConfig, fit_length, import_kaldi_ali
 
 NUM_PDFS = 50
 LENGTHS = {"u1": 30, "u2": 25, "u3": 20, "u4": 15, "u5": 40, "u6": 12, "u7": 18}
@@ -40,7 +43,7 @@ def test_fit_length():
     np.testing.assert_array_equal(fit_length(np.array([1, 2, 3]), 2), [1, 2])
 
 
-def test_import_labels_failures_and_priors(tmp_path, store):
+def test_import_labels_failures_and_priors(tmp_path, store, caplog):
     truth = {u: labels(u, n, i) for i, (u, n) in enumerate(sorted(LENGTHS.items()))}
     entries = [
         ("u1", truth["u1"]),  # exact
@@ -54,7 +57,8 @@ def test_import_labels_failures_and_priors(tmp_path, store):
     write_ark(tmp_path / "ali.1.ark", entries)
     write_ark(tmp_path / "ali.2.gz", [("u7", truth["u7"]), ("u1", np.zeros(30, np.int32))])  # u1 duplicate
     out = tmp_path / "exp" / "kaldi" / "ali" / "train"
-    report = import_kaldi_ali([f"ark:{tmp_path / 'ali.1.ark'}", str(tmp_path / "ali.2.gz")], store.root, NUM_PDFS, out)
+    cfg = ImportConfig([f"ark:{tmp_path / 'ali.1.ark'}", str(tmp_path / "ali.2.gz")], str(store.root), NUM_PDFS, str(out))
+    report = import_kaldi_ali(cfg)
 
     pdf = np.load(out / "pdf.npy")
     assert pdf.dtype == np.int32 and pdf.shape == (store.num_frames,)
@@ -82,10 +86,17 @@ def test_import_labels_failures_and_priors(tmp_path, store):
     np.testing.assert_array_equal(np.load(exp / "pdf_counts.npy"), counts)
     assert report["imported"] == 4 and report["failed"] == 3 and report["adjusted"] == 2
 
-    # resume: nothing is redone
+    # resume: nothing is redone; a changed option or alignment file redoes the import, and says why
     mtime = (out / "pdf.npy").stat().st_mtime_ns
-    import_kaldi_ali([f"ark:{tmp_path / 'ali.1.ark'}", str(tmp_path / "ali.2.gz")], store.root, NUM_PDFS, out)
-    assert (out / "pdf.npy").stat().st_mtime_ns == mtime
+    with caplog.at_level(logging.INFO):
+        import_kaldi_ali(cfg)
+        assert (out / "pdf.npy").stat().st_mtime_ns == mtime and "up to date" in caplog.text
+        assert import_kaldi_ali(dataclasses.replace(cfg, tolerance=10))["adjusted"] == 3  # u5 now padded
+        assert "option changed: tolerance 2 -> 10" in caplog.text
+        caplog.clear()
+        write_ark(tmp_path / "ali.1.ark", entries[:1])
+        assert import_kaldi_ali(dataclasses.replace(cfg, tolerance=10))["imported"] == 2  # u1 (the duplicate), u7
+        assert "input changed: ali.0" in caplog.text
 
 
 @pytest.mark.e2e
@@ -110,6 +121,9 @@ def test_scp_text_ark_and_cli(tmp_path, store):
     txt = tmp_path / "ali.txt"
     txt.write_text("u1 " + " ".join(map(str, truth["u1"])) + "\nu2 1 2 x\n")
     out2 = tmp_path / "exp" / "k" / "ali" / "other"
-    report = import_kaldi_ali(f"ark,t:{txt}", store.root, NUM_PDFS, out2)
+    assert main(["import-kaldi-ali", "--ali", f"ark,t:{txt}", "--store", str(store.root), "--num-pdfs", str(NUM_PDFS),
+                 "--out", str(out2)]) == 0  # the rspecifier stays whole (commas, spaces)
+    report = json.loads((out2 / "report.json").read_text())
+    assert report["config"]["ali"] == [f"ark,t:{txt}"]
     assert report["imported"] == 1 and report["read_errors"] == 1
     np.testing.assert_array_equal(np.load(out2 / "pdf.npy")[:30], truth["u1"])
