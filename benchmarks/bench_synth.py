@@ -18,7 +18,9 @@ from pathlib import Path
 import soundfile as sf
 
 from data_prep.corpus.synth.voices import get_voice, synthesize
-from data_prep.corpus.synth.synth_corpus import SynthConfig, harvest_pool, plan_corpus, synth_chapter
+from data_prep.corpus.synth.chapters import synth_chapter
+from data_prep.corpus.synth.plan import harvest_pool, plan_corpus
+from data_prep.corpus.synth.synth_config import SynthConfig
 
 
 def main() -> None:
