@@ -165,3 +165,12 @@ def test_cli_exit_status(good_dir, capfd):
     assert cli.main(["validate-data-dir", str(good_dir)]) == 1
     err = capfd.readouterr().err
     assert "NOT a valid data dir" in err and "wav.scp: not sorted" in err
+
+
+def test_cli_no_flags(good_dir):
+    from data_prep import cli
+
+    (good_dir / "utt2dur").unlink()
+    (good_dir / "text").unlink()
+    assert cli.main(["validate-data-dir", str(good_dir)]) == 1
+    assert cli.main(["validate-data-dir", str(good_dir), "--no-text", "--no-utt2dur", "--no-audio-check"]) == 0
