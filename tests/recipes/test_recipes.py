@@ -1,6 +1,7 @@
 """End-to-end runs of the recipes with the smallest settings (every stage, a few minutes in all).
 
-- the mini recipe with ``--size tiny``: every artefact and the report exist and hold sane numbers;
+- the mini recipe with ``--size tiny``: every artefact exists and the run's own numbers (alignment, frame
+  accuracy, WER, report, export checks) are present and in a sane range (:func:`check_run`);
 - a rerun skips every ``.done`` step; ``--stage/--stop-stage`` run exactly the requested stages;
 - the LibriSpeech recipe on a local LibriSpeech-layout directory (the tiny synthetic corpus renamed to
   train-clean-100 / dev-clean / test-clean, with a local lexicon file and ARPA LM), so every stage's
@@ -33,6 +34,58 @@ def _run(script: str, *args: str, cwd: Path | None = None) -> subprocess.Complet
     return proc
 
 
+def _table1(report: str) -> list[dict[str, str]]:
+    """The rows of Table 1 in report.md as {column header: cell}."""
+    section = report.split("## Table 1", 1)[1].split("\n## ", 1)[0]
+    cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in section.splitlines()
+             if ln.startswith("| ")]
+    return [dict(zip(cells[0], row)) for row in cells[2:]]  # cells[1]: the | --- | line
+
+
+def check_run(run: Path, eval_splits: list[str]) -> None:
+    """A finished run holds real numbers in a sane range, consistent between its files -- not just files."""
+    from asr_kd.decoding.list_models import ListModelsConfig, list_systems  # noqa: PLC0415
+
+    exp = run / "exp"
+    num_pdfs = int((exp / "tri/num_pdfs").read_text())
+    alignment = json.loads((exp / "tri/report.json").read_text())
+    assert set(alignment["splits"]) >= {"train", *eval_splits}
+    for split, a in alignment["splits"].items():
+        assert 0.75 <= a["fraction_aligned"] <= 1.0 and a["aligned_frames"] > 0, (split, a)
+    systems = [s.name for s in list_systems(ListModelsConfig(exp=str(exp)))]
+    assert systems[:2] == ["baseline", "ensemble"] and "student_T2" in systems
+    assert sorted(p.name for p in (exp / "decode").iterdir()) == sorted(systems)  # every system decoded, no other
+    table1 = _table1((exp / "report.md").read_text())
+    for split in eval_splits:
+        acc = json.loads((exp / f"results/frame_acc_{split}.json").read_text())["splits"][split]["frame_acc"]
+        for key in ("baseline", "teachers/member_00", "teachers/ensemble_arithmetic", "students/T2"):
+            assert 100.0 / num_pdfs < acc[key] <= 100.0, (split, key, acc[key])  # better than chance
+        wer = {}
+        for name in systems:
+            w = json.loads((exp / "decode" / name / split / "wer.json").read_text())
+            assert w["ref_words"] > 0 and w["failed"] < w["utterances"], (name, split, w)
+            assert 0.0 <= w["wer"] <= 200.0 and w["wer"] == pytest.approx(100 * w["errors"] / w["ref_words"], abs=1e-3)
+            assert w["audio_seconds"] > 0 and w["rtf"] >= 0
+            wer[name] = w["wer"]
+        # Table 1 of the report shows exactly these numbers
+        best = json.loads((exp / "students/best.json").read_text())["best"]
+        for label, key, name in (("Baseline", "baseline", "baseline"),
+                                 ("ensemble (arithmetic", "teachers/ensemble_arithmetic", "ensemble"),
+                                 ("Distilled single model", f"students/{best}", f"student_{best}")):
+            row = next(r for r in table1 if label in r["System"])
+            assert row[f"Frame acc. {split} (%)"] == f"{acc[key]:.2f}" and row[f"WER {split} (%)"] == f"{wer[name]:.2f}"
+    manifest = json.loads((exp / "export/manifest.json").read_text())
+    assert manifest["num_pdfs"] == num_pdfs and manifest["num_members"] == 1
+    assert manifest["verification"]["onnx_max_abs_diff"] < 1e-3
+    assert manifest["verification"]["torchscript_fresh_process_max_abs_diff"] < 1e-4
+    assert "model.onnx" in manifest["files"] and "model.ts" in manifest["files"]
+    for name, digest in manifest["files"].items():  # the manifest's checksums match the exported files
+        assert hashlib.sha256((exp / "export" / name).read_bytes()).hexdigest() == digest, name
+    feature_config = json.loads((exp / "export/feature_config.json").read_text())
+    assert feature_config["frame_shift_ms"] == json.loads((run / "data/fbank/train/meta.json").read_text()).get(
+        "frame_shift_ms", 10.0)
+
+
 def _steps_run(stderr: str) -> list[str]:
     """Names of the steps the recipe actually ran (not skipped) from its log."""
     return re.findall(r"stage \d+: (\w+) finished in", stderr)
@@ -60,22 +113,10 @@ def test_mini_recipe_produces_every_artefact(mini_run):
         assert labels.max() < num_pdfs and (labels >= 0).mean() > 0.5
     for model in ["baseline", *[f"teachers/member_{i:02d}" for i in range(4)], *[f"students/T{t}" for t in (1, 2, 5, 10)]]:
         assert (d / "exp" / model / "final.pt").is_file(), model
-    for split in ("dev", "test"):
-        for name in ("baseline", "ensemble", "student_T1", "student_T2", "student_T5", "student_T10"):
-            wer = json.loads((d / "exp/decode" / name / split / "wer.json").read_text())
-            assert 0.0 <= wer["wer"] <= 200.0 and wer["ref_words"] > 0, (name, split, wer)  # percent
     report = (d / "exp/report.md").read_text()
     assert "Table 1" in report and "Temperature sweep" in report
-    # frame accuracies in the report are real percentages, not placeholders
-    rows = [line for line in report.splitlines() if line.startswith("| Baseline")]
-    numbers = [float(x) for x in re.findall(r"\d+\.\d+", rows[0])]
-    assert len(numbers) == 4 and all(0 < x <= 100 for x in numbers)
     assert "Table 1" in proc.stdout or "Table 1" in proc.stderr  # printed at the end of the run
-    manifest = json.loads((d / "exp/export/manifest.json").read_text())
-    assert (d / "exp/export/model.onnx").is_file() and (d / "exp/export/model.ts").is_file()
-    assert "model.onnx" in manifest["files"] and "model.ts" in manifest["files"]
-    for name, digest in manifest["files"].items():  # the manifest's checksums match the exported files
-        assert hashlib.sha256((d / "exp/export" / name).read_bytes()).hexdigest() == digest, name
+    check_run(d, ["dev", "test"])
 
 
 def test_mini_rerun_skips_done_steps(mini_run):
@@ -122,6 +163,4 @@ def test_librispeech_recipe_on_local_copy(mini_run, tmp_path):
                                        "teachers", "students", "frame_accuracy", "graph", "decode", "export"]
     run = tmp_path / "run"
     assert (run / "data/train/wav.scp").is_file()  # combined from the train parts
-    for part in ("dev-clean", "test-clean"):
-        assert (run / "exp/decode/student_T2" / part / "wer.json").is_file()
-    assert "dev-clean" in (run / "exp/report.md").read_text()
+    check_run(run, ["dev-clean", "test-clean"])

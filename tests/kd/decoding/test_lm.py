@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from asr_base.io import read_json
+from asr_base.stamp import STAMP_NAME
 from asr_kd.decoding.lm import LMConfig, check_arpa, estimate, make_lm, read_vocab
 
 TEXT = [["a", "b"], ["a"], ["b", "a", "b"]]  # <s> a b </s> | <s> a </s> | <s> b a b </s>
@@ -124,6 +126,12 @@ def test_make_lm_cached_and_kaldilm_reads_it(tmp_path):
     out = make_lm(text, tmp_path / "lm" / "3g.arpa", LMConfig(kaldi_text=True), vocab_path=words)
     mtime = out.stat().st_mtime_ns
     assert make_lm(text, out, LMConfig(kaldi_text=True), vocab_path=words).stat().st_mtime_ns == mtime  # cached
+    # a changed option rebuilds (asr_base.stamp), and the stamp records it
+    assert make_lm(text, out, LMConfig(kaldi_text=True, order=2), vocab_path=words).stat().st_mtime_ns != mtime
+    assert read_json(out.with_name(out.name + STAMP_NAME))["config"]["order"] == 2
+    mtime = out.stat().st_mtime_ns
+    text.write_text("u1 a b\nu2 b a\n")  # a changed input rebuilds too
+    assert make_lm(text, out, LMConfig(kaldi_text=True, order=2), vocab_path=words).stat().st_mtime_ns != mtime
     G = make_g(out, words)
     assert G.num_states > 0
     copied = make_lm(None, tmp_path / "copy.arpa", LMConfig(), arpa=out)

@@ -92,10 +92,14 @@ def test_decode_export_and_external_give_the_same_wer(setup):
     hyp = (root / "dec/ckpt/hyp.txt").read_text()
     assert "spk0-utt2 DOG BIRD CAT\n" in hyp
 
-    # resumable: same inputs -> skipped (wer.json untouched)
+    # resumable: same inputs and options -> skipped (wer.json untouched); a changed option -> redone
     mtime = (root / "dec/ckpt/wer.json").stat().st_mtime_ns
     decode(root, gdir, [*model, *common], "dec/ckpt")
     assert (root / "dec/ckpt/wer.json").stat().st_mtime_ns == mtime
+    redone = decode(root, gdir, [*model, *common], "dec/ckpt", "--beam", "12")
+    assert (root / "dec/ckpt/wer.json").stat().st_mtime_ns != mtime and redone["wer"] == ref["wer"]
+    assert json.loads((root / "dec/ckpt/.stamp.json").read_text())["config"]["decoder_config"]["beam"] == 12.0
+    assert ref["audio_seconds"] == pytest.approx(ref["frames"] * 0.01, abs=0.01)  # the store's 10 ms frame shift
 
     toy = root / "toy"
     assert cli(["export", *model, "--priors", str(root / "exp" / "pdf_counts.npy"), "--out", str(root / "export"),
