@@ -12,15 +12,20 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from asr_base.config import option
+
 
 @dataclass
 class ModelConfig:
-    num_pdfs: int
-    feat_dim: int = 40
-    left_context: int = 20
-    right_context: int = 5
-    hidden_layers: int = 8
-    hidden_dim: int = 2560
+    """The architecture; saved with the weights. The window and layer sizes are command-line options of the
+    training stages (``--hidden-layers`` ...); ``num_pdfs`` and ``feat_dim`` come from the data."""
+
+    num_pdfs: int = option(help="output classes (tied HMM states)", cli=False)
+    feat_dim: int = option(40, help="features per frame", cli=False)
+    left_context: int = option(20, help="past frames in the window (paper: 20)")
+    right_context: int = option(5, help="future frames in the window (paper: 5)")
+    hidden_layers: int = option(8, help="hidden ReLU layers (paper: 8)")
+    hidden_dim: int = option(2560, help="units per hidden layer (paper: 2560)")
 
     @property
     def window(self) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from typing import Literal, get_args
 
 import torch
 
@@ -26,7 +27,8 @@ from asr_kd.nn.model_dirs import FINAL, member_dirs
 
 log = logging.getLogger(__name__)
 
-MEANS = ("arithmetic", "geometric")
+Mean = Literal["arithmetic", "geometric"]
+MEANS = get_args(Mean)
 
 
 def ensemble_log_probs(teacher_logits: torch.Tensor, temperature: float, mean: str = "arithmetic") -> torch.Tensor:

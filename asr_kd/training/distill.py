@@ -14,47 +14,72 @@ Writes ``exp/students/T1``, ``T2``, ... (model dirs), ``best.json`` and ``train_
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from asr_kd.training.frame_data import FrameSampler
+from asr_base.config import add_options, from_args, option
 from asr_base.io import write_json
 from asr_kd.nn.losses import distillation_loss
 from asr_kd.nn.model import StackedDNN
-from asr_kd.nn.soft_targets import MEANS, TeacherEnsemble, TopKCache, ensemble_centered_logits
-from asr_kd.training.train import (run_trainer, add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
-                          model_config_from_args, prepare_out_dir, setup_run, train_config_from_args)
+from asr_kd.nn.model_dirs import FINAL, member_dirs
+from asr_kd.nn.soft_targets import Mean, TeacherEnsemble, TopKCache, ensemble_centered_logits
+from asr_kd.training.frame_data import FrameSampler
+from asr_kd.training.stage import (StageOptions, add_stage_options, data_info, finish_stack, prepare_out_dir,
+                                   run_trainer, setup_run, stage_options, teacher_inputs, training_step)
 from asr_kd.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("kd", "soft-only", "logit-matching")
+TRAIN_DEFAULTS = {"seed": 7}
+
+
+@dataclass
+class DistillConfig:
+    teachers: list[str] = option(help="teacher ensemble dir(s) (exp/teachers)")
+    out: str = option(help="students directory (exp/students)")
+    temperatures: list[float] = option([1.0, 2.0, 5.0, 10.0], help="one student per temperature (paper: 1 2 5 10)")
+    hard_weight: float = option(0.5, help="weight of the hard-label CE (paper: 0.5)")
+    ensemble_mean: Mean = option("arithmetic", help="how the members' distributions are combined")
+    loss: Literal["kd", "soft-only", "logit-matching"] = option(
+        "kd", help="kd: soft + hard; soft-only: hard weight 0; logit-matching: MSE on zero-mean logits")
+    topk_cache: int = option(0, help="precompute top-k ensemble targets per training frame (small corpora; "
+                                     "0: on the fly)")
+
+    @property
+    def logit_matching(self) -> bool:
+        return self.loss == "logit-matching"
+
+    def students(self) -> tuple[list[str], list[float]]:
+        """Student names and their temperatures (logit matching: one student, ``logit_matching``)."""
+        if self.logit_matching:
+            return ["logit_matching"], [0.0]
+        names = [student_name(t) for t in self.temperatures]
+        if len(set(names)) != len(names):
+            raise SystemExit(f"duplicate temperatures: {self.temperatures}")
+        return names, list(self.temperatures)
+
+    def effective_hard_weight(self) -> float:
+        return 0.0 if self.loss == "soft-only" else self.hard_weight
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_data_arguments(parser)
-    add_model_arguments(parser)
-    add_train_arguments(parser)
-    parser.set_defaults(seed=7)
-    parser.add_argument("--teachers", nargs="+", required=True, help="teacher ensemble dir(s) (exp/teachers)")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0, 5.0, 10.0])
-    parser.add_argument("--hard-weight", type=float, default=0.5, help="weight of the hard-label CE (paper: 0.5)")
-    parser.add_argument("--ensemble-mean", choices=MEANS, default="arithmetic")
-    parser.add_argument("--loss", choices=LOSSES, default="kd",
-                        help="kd: soft + hard; soft-only: hard weight 0; logit-matching: MSE on zero-mean logits")
-    parser.add_argument("--topk-cache", type=int, default=0,
-                        help="precompute top-k ensemble targets per training frame (small corpora; 0: on the fly)")
-    parser.add_argument("--out", required=True, help="students directory (exp/students)")
+    add_stage_options(parser, TRAIN_DEFAULTS)
+    add_options(parser, DistillConfig)
+
+
+def main(args: argparse.Namespace) -> int:
+    return distill(stage_options(args, TRAIN_DEFAULTS), from_args(DistillConfig, args))
 
 
 def student_name(t: float) -> str:
     return f"T{t:g}"
 
 
-@dataclasses.dataclass
+@dataclass
 class DistillObjective:
     """Per-student losses of one batch from one shared teacher pass."""
 
@@ -78,49 +103,52 @@ class DistillObjective:
         return distillation_loss(logits, teacher, labels, self._t.to(logits.device), self.hard_weight, soft)
 
 
-def main(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    temps = [0.0] if args.loss == "logit-matching" else list(args.temperatures)
-    names = ["logit_matching"] if args.loss == "logit-matching" else [student_name(t) for t in temps]
-    if len(set(names)) != len(names):
-        raise SystemExit(f"duplicate temperatures: {args.temperatures}")
-    hard_weight = 0.0 if args.loss == "soft-only" else args.hard_weight
-    if not args.force and (out / "best.json").is_file() and all((out / n / "final.pt").is_file() for n in names):
-        log.info("%s: all students trained, skipping (use --force to retrain)", out)
+def distill(opts: StageOptions, cfg: DistillConfig) -> int:
+    out = Path(cfg.out)
+    names, temps = cfg.students()
+    hard_weight = cfg.effective_hard_weight()
+    teacher_dirs = [d for t in cfg.teachers for d in member_dirs(t)]
+    own = {k: v for k, v in asdict(cfg).items() if k != "out"}
+    step = training_step(out, "distill", opts, own, teacher_inputs(teacher_dirs))
+    done = (out / "best.json").is_file() and all((out / n / FINAL).is_file() for n in names)
+    if done and step.up_to_date(opts.run.force):
         return 0
+    ctx = setup_run(opts)
+    if ctx.rank == 0:
+        step.invalidate()
     state_dir = out / "train_state"
-    prepare_out_dir(state_dir, args.resume, True)
-    ctx = setup_run(args)
-    teachers = TeacherEnsemble.load(args.teachers, ctx.device, args.ensemble_mean, amp=not args.no_amp)
-    mcfg = model_config_from_args(args, ctx.num_pdfs, ctx.train.feat_dim)
-    tc = teachers.config
+    prepare_out_dir(state_dir, opts.run.resume)
+    teachers = TeacherEnsemble.load(teacher_dirs, ctx.device, cfg.ensemble_mean, amp=opts.train.amp)
+    mcfg, tc = opts.model, teachers.config
     if (tc.num_pdfs, tc.feat_dim, tc.left_context, tc.right_context) != (mcfg.num_pdfs, mcfg.feat_dim,
                                                                           mcfg.left_context, mcfg.right_context):
         raise SystemExit(f"teachers ({tc}) and students ({mcfg}) disagree on pdfs / features / context window")
-    tcfg = train_config_from_args(args)
+    tcfg, seed = opts.train, opts.train.seed
     cache = None
-    if args.topk_cache and args.loss != "logit-matching":
-        cache = TopKCache.build(teachers, ctx.train, temps, args.topk_cache, tcfg.eval_batch_size)
-        log.info("top-%d target cache: %.1f MB", args.topk_cache, cache.memory_bytes() / 2**20)
-    objective = DistillObjective(teachers, temps, hard_weight, args.loss, cache)
-    model = StackedDNN.init_from_seeds(mcfg, [args.seed] * len(names)).to(ctx.device)
-    sampler = FrameSampler([ctx.train.usable], [args.seed], tcfg.batch_size, tcfg.epoch_frames, ctx.rank, ctx.world)
+    if cfg.topk_cache and not cfg.logit_matching:
+        cache = TopKCache.build(teachers, ctx.train, temps, cfg.topk_cache, tcfg.eval_batch_size)
+        log.info("top-%d target cache: %.1f MB", cfg.topk_cache, cache.memory_bytes() / 2**20)
+    objective = DistillObjective(teachers, temps, hard_weight, cfg.loss, cache)
+    model = StackedDNN.init_from_seeds(mcfg, [seed] * len(names)).to(ctx.device)
+    sampler = FrameSampler([ctx.train.usable], [seed], tcfg.batch_size, tcfg.epoch_frames, ctx.rank, ctx.world)
     log.info("distilling %d teachers into %d students (%s), loss %s, hard weight %g, %s mean", teachers.num_members,
-             len(names), " ".join(names), args.loss, hard_weight, args.ensemble_mean)
+             len(names), " ".join(names), cfg.loss, hard_weight, cfg.ensemble_mean)
     trainer = Trainer(model, objective, ctx.train, ctx.dev, sampler, tcfg, state_dir, names, ctx.rank, ctx.world)
-    if not run_trainer(trainer, args.resume):
+    if not run_trainer(trainer, opts.run.resume):
         return 0
     if ctx.rank != 0:
         return 0
-    info = {"role": "student", "train": dataclasses.asdict(tcfg), "data": data_info(args, ctx.num_pdfs),
-            "teachers": [str(t) for t in args.teachers], "num_teachers": teachers.num_members, "loss": args.loss,
-            "hard_weight": hard_weight, "ensemble_mean": args.ensemble_mean, "seed": args.seed}
+    temperature = {n: None if cfg.logit_matching else t for n, t in zip(names, temps)}
+    info = {"role": "student", "train": asdict(tcfg), "data": data_info(opts), "teachers": list(cfg.teachers),
+            "num_teachers": teachers.num_members, "loss": cfg.loss, "hard_weight": hard_weight,
+            "ensemble_mean": cfg.ensemble_mean, "seed": seed}
     finish_stack(trainer, [out / n for n in names], info,
-                 [{"temperature": t if args.loss != "logit-matching" else None} for t in temps])
+                 [{"temperature": temperature[n]} for n in names])
     dev = dict(zip(names, trainer.best_acc))
     best = max(names, key=lambda n: dev[n])
     write_json(out / "best.json", {"best": best, "selected_on": f"{ctx.dev.name} frame accuracy", "dev_frame_acc": dev,
-                                   "temperature": dict(zip(names, temps))[best] if args.loss != "logit-matching" else None,
-                                   "loss": args.loss, "hard_weight": hard_weight, "ensemble_mean": args.ensemble_mean})
+                                   "temperature": temperature[best], "loss": cfg.loss,
+                                   "hard_weight": hard_weight, "ensemble_mean": cfg.ensemble_mean})
+    step.done(best=best, dev_frame_acc=dev)
     log.info("students on dev: %s; best %s", ", ".join(f"{n} {a:.2f}" for n, a in dev.items()), best)
     return 0

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from asr_base.config import add_options, from_args, option
 from asr_base.io import read_json, write_json
 from asr_kd.nn.model_dirs import discover
 from asr_kd.training.distributed import resolve_device
@@ -32,29 +34,37 @@ def gain_recovered(baseline: float, ensemble: float, student: float) -> float | 
     return None if abs(gain) < 1e-12 else (student - baseline) / gain
 
 
+@dataclass
+class EvaluateConfig:
+    models: list[str] = option(help="model dirs: exp/baseline, an ensemble dir (exp/teachers), a sweep (exp/students)")
+    feats: list[str] = option(help="feature stores to score (data/fbank/test ...)")
+    labels: list[str] = option(help="pdf.npy per store, same order as --feats")
+    out: str = option(help="results JSON (exp/results/frame_acc.json)")
+    batch_size: int = option(4096, help="frames per batch")
+    max_frames: int | None = option(None, help="score an evenly spaced subset of this many frames (none: all)")
+    device: str = option("auto", help="auto|cpu|cuda")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", required=True,
-                        help="model dirs: exp/baseline, an ensemble dir (exp/teachers), a sweep (exp/students)")
-    parser.add_argument("--feats", nargs="+", required=True, help="feature stores to score (data/fbank/test ...)")
-    parser.add_argument("--labels", nargs="+", required=True, help="pdf.npy per store, same order as --feats")
-    parser.add_argument("--out", required=True, help="results JSON (exp/results/frame_acc.json)")
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--max-frames", type=int, default=None, help="score an evenly spaced subset")
-    parser.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    add_options(parser, EvaluateConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    if len(args.feats) != len(args.labels):
+    return evaluate(from_args(EvaluateConfig, args))
+
+
+def evaluate(cfg: EvaluateConfig) -> int:
+    if len(cfg.feats) != len(cfg.labels):
         raise SystemExit("--feats and --labels need the same number of entries")
-    device = resolve_device(args.device)
-    systems = [(p, *discover(p)) for p in args.models]
+    device = resolve_device(cfg.device)
+    systems = [(p, *discover(p)) for p in cfg.models]
     results: dict = {"splits": {}, "systems": {}}
-    for feats, labels in zip(args.feats, args.labels):
+    for feats, labels in zip(cfg.feats, cfg.labels):
         split = FrameSplit.load(feats, labels, device=device)
         accs: dict[str, float] = {}
         for path, kind, entries in systems:
             dirs = [d for _, d in entries]
-            r = stack_accuracy(dirs, split, args.batch_size, args.max_frames, with_ensemble=kind == "ensemble")
+            r = stack_accuracy(dirs, split, cfg.batch_size, cfg.max_frames, with_ensemble=kind == "ensemble")
             frames = r.pop("_frames")
             for name, d in entries:
                 accs[name] = r[str(d)]
@@ -81,8 +91,8 @@ def main(args: argparse.Namespace) -> int:
             results["splits"][split.name]["gain_recovered"] = summary
             log.info("%s: best student recovers %.0f%% of the ensemble's gain", split.name,
                      100 * summary["fraction"] if summary["fraction"] is not None else float("nan"))
-    write_json(args.out, results)
-    log.info("wrote %s", args.out)
+    write_json(cfg.out, results)
+    log.info("wrote %s", cfg.out)
     return 0
 
 

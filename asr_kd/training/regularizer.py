@@ -10,44 +10,51 @@ frame accuracy for both and for the full-data model, in ``report.json``; model d
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from asr_kd.training.frame_accuracy import stack_accuracy
-from asr_kd.training.frame_data import FrameSampler, FrameSplit
+from asr_base.config import add_options, from_args, option
 from asr_base.io import write_json
 from asr_kd.nn.losses import distillation_loss, hard_ce
 from asr_kd.nn.model import StackedDNN
 from asr_kd.nn.model_dirs import member_dirs
 from asr_kd.nn.soft_targets import TeacherEnsemble
-from asr_kd.training.train import (run_trainer, add_data_arguments, add_model_arguments, add_train_arguments, data_info, finish_stack,
-                          model_config_from_args, prepare_out_dir, setup_run, train_config_from_args)
+from asr_kd.training.frame_accuracy import stack_accuracy
+from asr_kd.training.frame_data import FrameSampler, FrameSplit
+from asr_kd.training.stage import (StageOptions, add_stage_options, data_info, finish_stack, prepare_out_dir,
+                                   run_trainer, setup_run, stage_options, teacher_inputs, training_step)
 from asr_kd.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 NAMES = ["hard", "soft"]
+TRAIN_DEFAULTS = {"epochs": 30, "seed": 11}
+
+
+@dataclass
+class RegularizerConfig:
+    teacher: str = option(help="the full-data model (exp/baseline) or an ensemble dir")
+    test_feats: str = option(help="test feature store")
+    test_labels: str = option(help="test pdf.npy")
+    out: str = option(help="output directory (exp/regularizer)")
+    fraction: float = option(0.03, help="fraction of training utterances (paper: 3%%)")
+    temperature: float = option(1.0, help="temperature of the soft targets")
+    hard_weight: float = option(0.0, help="weight of the hard term in the soft model's loss (0: soft targets only)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_data_arguments(parser)
-    add_model_arguments(parser)
-    add_train_arguments(parser, epochs=30)
-    parser.set_defaults(seed=11)
-    parser.add_argument("--teacher", required=True, help="the full-data model (exp/baseline) or an ensemble dir")
-    parser.add_argument("--fraction", type=float, default=0.03, help="fraction of training utterances (paper: 3%%)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="temperature of the soft targets")
-    parser.add_argument("--hard-weight", type=float, default=0.0,
-                        help="weight of the hard term in the soft model's loss (0: soft targets only)")
-    parser.add_argument("--test-feats", required=True, help="test feature store")
-    parser.add_argument("--test-labels", required=True, help="test pdf.npy")
-    parser.add_argument("--out", required=True, help="output directory (exp/regularizer)")
+    add_stage_options(parser, TRAIN_DEFAULTS)
+    add_options(parser, RegularizerConfig)
 
 
-@dataclasses.dataclass
+def main(args: argparse.Namespace) -> int:
+    return run_regularizer(stage_options(args, TRAIN_DEFAULTS), from_args(RegularizerConfig, args))
+
+
+@dataclass
 class RegularizerObjective:
     teachers: TeacherEnsemble
     temperature: float
@@ -60,55 +67,64 @@ class RegularizerObjective:
         return torch.stack([hard, soft])
 
 
-def main(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if not args.force and (out / "report.json").is_file():
-        log.info("%s: report.json exists, skipping (use --force to redo)", out)
+def run_regularizer(opts: StageOptions, cfg: RegularizerConfig) -> int:
+    out = Path(cfg.out)
+    teacher_dirs = member_dirs(cfg.teacher)
+    own = {k: v for k, v in asdict(cfg).items() if k != "out"}
+    step = training_step(out, "regularizer", opts, own, teacher_inputs(teacher_dirs)
+                         | {"test_feats": cfg.test_feats, "test_labels": cfg.test_labels})
+    if (out / "report.json").is_file() and step.up_to_date(opts.run.force):
         return 0
+    ctx = setup_run(opts)
+    if ctx.rank == 0:
+        step.invalidate()
     state_dir = out / "train_state"
-    prepare_out_dir(state_dir, args.resume, True)
-    ctx = setup_run(args)
-    subset = ctx.train.utterance_subset(args.fraction, args.seed)
-    log.info("training on %.1f%% of the utterances: %d of %d usable frames", 100 * args.fraction, subset.num_usable,
+    prepare_out_dir(state_dir, opts.run.resume)
+    tcfg, seed = opts.train, opts.train.seed
+    subset = ctx.train.utterance_subset(cfg.fraction, seed)
+    log.info("training on %.1f%% of the utterances: %d of %d usable frames", 100 * cfg.fraction, subset.num_usable,
              ctx.train.num_usable)
-    teachers = TeacherEnsemble.load(args.teacher, ctx.device, "arithmetic", amp=not args.no_amp)
-    mcfg = model_config_from_args(args, ctx.num_pdfs, ctx.train.feat_dim)
-    tcfg = train_config_from_args(args)
-    model = StackedDNN.init_from_seeds(mcfg, [args.seed, args.seed]).to(ctx.device)
-    sampler = FrameSampler([subset.usable], [args.seed], tcfg.batch_size, tcfg.epoch_frames, ctx.rank, ctx.world)
-    trainer = Trainer(model, RegularizerObjective(teachers, args.temperature, args.hard_weight), subset, ctx.dev,
+    teachers = TeacherEnsemble.load(teacher_dirs, ctx.device, "arithmetic", amp=tcfg.amp)
+    model = StackedDNN.init_from_seeds(opts.model, [seed, seed]).to(ctx.device)
+    sampler = FrameSampler([subset.usable], [seed], tcfg.batch_size, tcfg.epoch_frames, ctx.rank, ctx.world)
+    trainer = Trainer(model, RegularizerObjective(teachers, cfg.temperature, cfg.hard_weight), subset, ctx.dev,
                       sampler, tcfg, state_dir, NAMES, ctx.rank, ctx.world)
-    if not run_trainer(trainer, args.resume):
+    if not run_trainer(trainer, opts.run.resume):
         return 0
     if ctx.rank != 0:
         return 0
-    info = {"role": "regularizer", "train": dataclasses.asdict(tcfg), "data": data_info(args, ctx.num_pdfs),
-            "fraction": args.fraction, "subset_frames": subset.num_usable, "teacher": args.teacher}
+    info = {"role": "regularizer", "train": asdict(tcfg), "data": data_info(opts),
+            "fraction": cfg.fraction, "subset_frames": subset.num_usable, "teacher": cfg.teacher}
     finish_stack(trainer, [out / n for n in NAMES], info,
-                 [{"targets": "hard"}, {"targets": "soft", "temperature": args.temperature,
-                                        "hard_weight": args.hard_weight}])
-    test = FrameSplit.load(args.test_feats, args.test_labels, ctx.num_pdfs, ctx.device, name="test")
-    teacher_dirs = member_dirs(args.teacher)
-    small = [out / n for n in NAMES]
+                 [{"targets": "hard"}, {"targets": "soft", "temperature": cfg.temperature,
+                                        "hard_weight": cfg.hard_weight}])
+    test = FrameSplit.load(cfg.test_feats, cfg.test_labels, ctx.num_pdfs, ctx.device, name="test")
+    rows = report_rows(cfg, [out / n for n in NAMES], teacher_dirs, ctx.train, subset, test, tcfg.eval_batch_size)
+    write_json(out / "report.json", {"frame_acc": rows, "fraction": cfg.fraction, "temperature": cfg.temperature,
+                                     "hard_weight": cfg.hard_weight, "teacher": cfg.teacher,
+                                     "note": "train accuracy is on the frames each model was trained on"})
+    step.done()
+    for name, r in rows.items():
+        log.info("%-22s train %.2f%%  test %.2f%%", name, r["train"], r["test"])
+    return 0
+
+
+def report_rows(cfg: RegularizerConfig, small: list[Path], teacher_dirs: list[Path], train: FrameSplit,
+                subset: FrameSplit, test: FrameSplit, batch_size: int) -> dict[str, dict]:
+    """Train and test frame accuracy of the full-data model and the two small-data models."""
     ens = len(teacher_dirs) > 1
 
     def acc(dirs, split, with_ensemble=False):
         # reported numbers use every frame (eval_max_frames only thins the per-epoch dev check)
-        return stack_accuracy(dirs, split, tcfg.eval_batch_size, None, with_ensemble)
+        return stack_accuracy(dirs, split, batch_size, None, with_ensemble)
 
     tr_small, te_small = acc(small, subset), acc(small, test)
-    tr_full, te_full = acc(teacher_dirs, ctx.train, ens), acc(teacher_dirs, test, ens)
+    tr_full, te_full = acc(teacher_dirs, train, ens), acc(teacher_dirs, test, ens)
     key = "ensemble_arithmetic" if ens else str(teacher_dirs[0])
-    rows = {
-        "baseline_full_data": {"train": tr_full[key], "test": te_full[key], "train_frames": ctx.train.num_usable},
-        f"hard_{args.fraction:g}": {"train": tr_small[str(small[0])], "test": te_small[str(small[0])],
-                                    "train_frames": subset.num_usable},
-        f"soft_{args.fraction:g}": {"train": tr_small[str(small[1])], "test": te_small[str(small[1])],
-                                    "train_frames": subset.num_usable},
+    return {
+        "baseline_full_data": {"train": tr_full[key], "test": te_full[key], "train_frames": train.num_usable},
+        f"hard_{cfg.fraction:g}": {"train": tr_small[str(small[0])], "test": te_small[str(small[0])],
+                                   "train_frames": subset.num_usable},
+        f"soft_{cfg.fraction:g}": {"train": tr_small[str(small[1])], "test": te_small[str(small[1])],
+                                   "train_frames": subset.num_usable},
     }
-    write_json(out / "report.json", {"frame_acc": rows, "fraction": args.fraction, "temperature": args.temperature,
-                                     "hard_weight": args.hard_weight, "teacher": args.teacher,
-                                     "note": "train accuracy is on the frames each model was trained on"})
-    for name, r in rows.items():
-        log.info("%-22s train %.2f%%  test %.2f%%", name, r["train"], r["test"])
-    return 0
