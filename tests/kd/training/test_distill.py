@@ -18,7 +18,8 @@ from asr_kd.nn.soft_targets import TeacherEnsemble
 @pytest.fixture(scope="module")
 def corpus(make_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("kd")
-    for name, n, seed in (("train", 60, 0), ("dev", 12, 1), ("test", 12, 2)):
+    # test: 100 utterances (~5.5k frames), so that the gains below are well above the noise of the split
+    for name, n, seed in (("train", 60, 0), ("dev", 12, 1), ("test", 100, 2)):
         feats, labels = make_corpus(root / name, num_utts=n, seed=seed, noise=2.0)
         (root / "fbank").mkdir(exist_ok=True)
         feats.rename(root / "fbank" / name)
@@ -64,9 +65,12 @@ def test_baseline_teachers_students_evaluate(corpus):
     assert {"baseline", "teachers/ensemble_arithmetic", "teachers/ensemble_geometric", "students/best",
             "students/T1", "teachers/member_01"} <= set(acc)
     assert all(chance < a <= 100 for a in acc.values())
+    # the paper's headline on this corpus: measured baseline 63.9, ensemble 67.2, best student 67.3 (fraction
+    # 1.03; 0.8..1.2 on other draws of the test split): both gains well clear of zero, most of it recovered
     g = res["gain_recovered"]
-    if g["fraction"] is not None:
-        assert g["fraction"] == pytest.approx((g["best_student"] - g["baseline"]) / (g["ensemble"] - g["baseline"]))
+    assert g["ensemble"] - g["baseline"] > 1.5 and g["best_student"] - g["baseline"] > 1.5
+    assert g["fraction"] == pytest.approx((g["best_student"] - g["baseline"]) / (g["ensemble"] - g["baseline"]))
+    assert 0.5 < g["fraction"] < 1.6
     assert read_json(exp / "baseline/eval.json")["test"]["frame_acc"] == acc["baseline"]
 
     # section 6: 10% of the data, hard labels vs soft targets of the full-data baseline
