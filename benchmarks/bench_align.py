@@ -53,7 +53,7 @@ def main() -> None:
         gmm = gmm.split(hmm.num_pdfs * args.gauss_per_pdf, torch.bincount(torch.from_numpy(pdf)).double(),
                         GmmUpdateConfig(split_min_count=1.0), torch.Generator().manual_seed(0))
         split = load_split("bench", tmp / "fbank", c.text, lang)
-        audio = split.num_frames * 0.01
+        audio = split.num_frames * split.frame_shift
         t0 = time.perf_counter()
         for s in range(0, x.shape[0], 20000):
             gmm.log_likelihoods(x[s:s + 20000])

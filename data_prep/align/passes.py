@@ -9,6 +9,7 @@ Results are combined in chunk order, so the statistics do not depend on the numb
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import os
 import pickle
@@ -64,6 +65,7 @@ class ChunkResult:
 
 
 _WORKER_CACHE: dict = {}
+_PASS_IDS = itertools.count(1)  # per process, not per Aligner: a pass's models are cached under its id
 
 
 def _worker_init() -> None:
@@ -173,18 +175,16 @@ class PassSummary:
 
 
 class Aligner:
-    """Runs passes over a split with a (possibly multi-process) executor."""
+    """Runs passes over a split with a (possibly multi-process) executor; use as a context manager, which
+    stops the worker pool at the end."""
 
     def __init__(self, lang_dir: str, jobs: int = 2, chunk_frames: int = 20000):
         self.lang_dir = str(lang_dir)
         self.jobs = max(1, int(jobs))
         self.chunk_frames = int(chunk_frames)
         self._pool = None
-        self._counter = 0
 
     def __enter__(self) -> "Aligner":
-        if self.jobs > 1:
-            self._pool = mp.get_context("spawn").Pool(self.jobs, initializer=_worker_init)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -199,8 +199,7 @@ class Aligner:
         """One pass. ``labels`` (split frames,) pdf per frame: used when not realigning, updated when
         realigning (with ``tids``); rows not given are processed all."""
         t0 = time.time()
-        self._counter += 1
-        ctx = PassContext(f"{os.getpid()}-{self._counter}", gmm.state_dict(),
+        ctx = PassContext(f"{os.getpid()}-{next(_PASS_IDS)}", gmm.state_dict(),
                           pickle.dumps((hmm.topo, hmm.ctx_dep, hmm.tm)), self.lang_dir, opts, realign, accumulate)
         if rows is None:
             rows = np.arange(len(split.utt_ids))
@@ -214,6 +213,8 @@ class Aligner:
                 lab = np.concatenate([labels[split.starts[r]:split.starts[r] + split.lengths[r]] for r in ch])
             tasks.append((ctx, split.store_dir, ch.tolist(), split.starts[ch].tolist(), split.lengths[ch].tolist(),
                           [split.utt_ids[r] for r in ch], [split.words[r] for r in ch], lab))
+        if self.jobs > 1 and self._pool is None:  # started by the first pass: a run with nothing to do needs none
+            self._pool = mp.get_context("spawn").Pool(self.jobs, initializer=_worker_init)
         it = (self._pool.imap(_process_chunk_star, tasks) if self._pool is not None
               else map(_process_chunk_star, tasks))
         stats = None

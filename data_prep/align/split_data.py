@@ -9,12 +9,11 @@ import numpy as np
 
 from data_prep.align.hmm import HmmModel, frame_contexts
 
-FRAME_SHIFT = 0.01
-
 
 @dataclass
 class SplitData:
-    """Utterances of one split: store rows, word ids (None when there is no transcript)."""
+    """Utterances of one split: store rows, word ids (None when there is no transcript), the store's frame
+    shift in seconds."""
 
     name: str
     store_dir: str
@@ -23,6 +22,7 @@ class SplitData:
     lengths: np.ndarray
     words: list[list[int] | None]
     word_strs: list[list[str] | None]
+    frame_shift: float
 
     @property
     def num_frames(self) -> int:
@@ -45,7 +45,8 @@ def load_split(name: str, store_dir: str | os.PathLike, text: dict[str, str], la
         ws = map_oov(t.split(), lang.lexicon, lang.oov)
         words.append([lang.words[w] for w in ws])
         strs.append(ws)
-    return SplitData(name, str(store_dir), list(store.utt_ids), store.starts.copy(), store.lengths.copy(), words, strs)
+    return SplitData(name, str(store_dir), list(store.utt_ids), store.starts.copy(), store.lengths.copy(), words, strs,
+                     store.frame_shift)
 
 
 def contexts_range(split: SplitData, tids: np.ndarray, hmm: HmmModel, lo: int, hi: int) -> np.ndarray:

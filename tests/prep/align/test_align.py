@@ -1,5 +1,7 @@
 """End-to-end tests of ``data-prep align`` (data_prep.align.stage) on a tiny synthetic corpus with known alignments."""
 
+import json
+import logging
 import subprocess
 import sys
 
@@ -101,17 +103,80 @@ def test_align_pipeline_writes_everything_and_lists_failures(corpus):
     assert all(first[u] == "SIL" for u in c.utt_ids)
 
 
+SUB_STAGES = ("mono", "tree", "tri", "ali train", "ali dev", "report")
+
+
+def _mtimes(exp):
+    return {p: p.stat().st_mtime_ns for p in exp.rglob("*") if p.is_file()}
+
+
 @pytest.mark.e2e
-def test_align_resumes_without_redoing(corpus):
+def test_align_resumes_without_redoing(corpus, caplog):
     from data_prep.align.stage import run_align
 
     root = corpus[0]
-    tri = root / "exp" / "tri"
-    if not (tri / "report.json").is_file():
+    exp = root / "exp"
+    if not (exp / "tri" / "report.json").is_file():
         run_align(_cfg(root))
-    mtimes = {p: p.stat().st_mtime_ns for p in [tri / "final.mdl", tri / "tree", tri / "ali/train/pdf.npy"]}
-    run_align(_cfg(root))
-    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    report = json.loads((exp / "tri" / "report.json").read_text())
+    mtimes = _mtimes(exp)
+    with caplog.at_level(logging.INFO):
+        again = run_align(_cfg(root, jobs=2, chunk_frames=500))  # speed options change nothing
+    assert _mtimes(exp) == mtimes and again == report
+    for name in SUB_STAGES:
+        assert f"{name}: up to date" in caplog.text
+    # an output deleted by hand is rebuilt, with whatever depends on it
+    (exp / "tri" / "ali" / "dev" / "phones.ctm").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        run_align(_cfg(root))
+    assert "ali dev: rebuilding, output missing" in caplog.text and "input changed: ali_dev" in caplog.text
+    assert (exp / "tri" / "ali" / "dev" / "phones.ctm").is_file()
+    redone = {p for p, t in _mtimes(exp).items() if mtimes.get(p) != t}
+    report_files = {"report.json", "pdf_counts.npy", "occupancy.png", ".report.stamp.json"}
+    assert redone and all("dev" in p.parts or p.name in report_files for p in redone)
+
+
+@pytest.mark.e2e
+def test_changed_option_rebuilds_only_what_depends_on_it(corpus, caplog):
+    """--num-leaves changed: tree, tri, every alignment and the report are rebuilt, the monophones are not."""
+    from data_prep.align.hmm import read_final_mdl
+    from data_prep.align.stage import run_align
+    from data_prep.align.tree.event_map import TiedStateTree
+
+    root = corpus[0]
+    exp = root / "exp_leaves"
+    tri = exp / "tri"
+    first = run_align(_cfg(root, exp=str(exp)))
+    before = _mtimes(exp)
+    with caplog.at_level(logging.INFO):
+        second = run_align(_cfg(root, exp=str(exp), num_leaves=60))
+    num_pdfs = second["num_tied_states"]
+    assert num_pdfs < first["num_tied_states"]
+    assert num_pdfs == int((tri / "num_pdfs").read_text()) == TiedStateTree.read(tri / "tree").num_pdfs
+    assert read_final_mdl(tri / "final.mdl").gmm.num_pdfs == num_pdfs
+    assert np.load(tri / "pdf_counts.npy").shape == (num_pdfs,)
+    for split in ("train", "dev"):
+        assert np.load(tri / "ali" / split / "pdf.npy").max() < num_pdfs
+    after = _mtimes(exp)
+    mono = [p for p in before if "mono" in p.relative_to(exp).parts]
+    assert mono and all(after[p] == before[p] for p in mono)  # monophones not retrained
+    for f in ("tree", "final.mdl", "pdf_counts.npy", "report.json", "ali/train/pdf.npy", "ali/train/phones.ctm",
+              "ali/dev/pdf.npy", "ali/dev/done.json"):
+        assert after[tri / f] != before[tri / f], f
+    log = caplog.text
+    assert "mono: up to date" in log
+    assert "tree: rebuilding, option changed: num_leaves 80 -> 60" in log
+    assert "tri: rebuilding, input changed: tree" in log
+    assert "ali train: rebuilding, input changed: model" in log and "ali dev: rebuilding, input changed: model" in log
+    # the same options again: every sub-stage is skipped
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        third = run_align(_cfg(root, exp=str(exp), num_leaves=60))
+    assert third == second and _mtimes(exp) == after
+    for name in SUB_STAGES:
+        assert f"{name}: up to date" in caplog.text
+    assert "rebuilding" not in caplog.text
 
 
 def test_cli_help():

@@ -12,7 +12,7 @@ from data_prep.align.training import flat_start_labels, init_gmm, shortest_rows,
 def test_shortest_rows_picks_shortest_with_transcript():
     lengths = np.array([50, 10, 30, 5, 40])
     sp = SplitData("s", "/nonexistent", list("abcde"), np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths,
-                   [[1], [1], [1], None, [1]], [["A"], ["A"], ["A"], None, ["A"]])
+                   [[1], [1], [1], None, [1]], [["A"], ["A"], ["A"], None, ["A"]], 0.01)
     assert shortest_rows(sp, 2).tolist() == [1, 2]  # row 3 is shorter but has no transcript
     assert shortest_rows(sp, 0).tolist() == [0, 1, 2, 3, 4]
     assert shortest_rows(sp, 10).tolist() == [0, 1, 2, 3, 4]

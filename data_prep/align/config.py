@@ -1,0 +1,42 @@
+"""Options of ``data-prep align`` (:class:`AlignStageConfig`), one typed field per command-line flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from asr_base.config import option
+
+
+@dataclass
+class AlignStageConfig:
+    """Every option of the stage; which of them each sub-stage depends on is in :mod:`data_prep.align.substages`."""
+
+    lang: str = option("data/lang", help="lang dir (data-prep prepare-lang)")
+    fbank_dir: str = option("data/fbank", help="feature stores: <fbank-dir>/<split>")
+    data_dir: str = option("data", help="Kaldi data dirs: <data-dir>/<split>/text")
+    exp: str = option("exp", help="writes <exp>/mono and <exp>/tri")
+    train_split: str = option("train", help="split the models are trained on")
+    splits: list[str] = option(["train", "dev", "test"], help="splits to align with the final model")
+    mono_subset: int = option(1000, group="monophones",
+                              help="train the monophones on the N shortest train utterances (0 = all); the tree "
+                                   "statistics come from aligning the whole train split with the final monophones")
+    mono_iters: int = option(25, group="monophones", help="monophone training iterations")
+    mono_realign: list[int] = option([1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 23], group="monophones",
+                                     help="monophone iterations with Viterbi realignment (space/comma separated)")
+    mono_gauss: int = option(1000, group="monophones", help="total monophone Gaussians")
+    num_leaves: int = option(800, group="decision tree", help="tied states (decision-tree leaves)")
+    tree_min_count: float = option(100.0, group="decision tree", help="min frames per tree leaf")
+    tri_iters: int = option(15, group="triphones", help="triphone training iterations")
+    tri_realign: list[int] = option([4, 8, 12], group="triphones",
+                                    help="triphone iterations with Viterbi realignment (space/comma separated)")
+    tri_gauss: int = option(4000, group="triphones", help="total triphone Gaussians")
+    beam: float = option(10.0, group="alignment", help="Viterbi beam (Kaldi's --beam)")
+    retry_beam: float = option(40.0, group="alignment",
+                               help="beam of the second try for an utterance that fails at --beam (Kaldi's --retry-beam)")
+    jobs: int = option(2, group="resources", help="alignment/accumulation processes")
+    chunk_frames: int = option(20000, group="resources", help="frames per work chunk")
+    seed: int = option(0, help="seed of the mixture-splitting perturbations (the triphones use seed + 1)")
+    reference_timings: str | None = option(None, help="optional reference phone timings <dir>/<split>/<utt>.txt "
+                                                      "(start end phone, flite names); boundary agreement of the "
+                                                      "final alignment goes into report.json")
+    force: bool = option(False, help="redo every sub-stage")

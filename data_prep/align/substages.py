@@ -1,0 +1,230 @@
+"""The sub-stages of ``data-prep align``: each one an :class:`asr_base.stamp.Step` with exactly the options
+and inputs it depends on, so a rerun redoes what changed and everything downstream of it, and nothing else.
+
+==========  ===============================  ==================================  ====================================
+sub-stage   stamp                            options                             inputs
+==========  ===============================  ==================================  ====================================
+mono        ``exp/mono/.stamp.json``         train split, ``--mono-*``, beams,   train features + text, lang dir
+                                             seed
+tree        ``exp/tri/.tree.stamp.json``     ``--num-leaves``,                   mono alignment (``tid.npy``), train
+                                             ``--tree-min-count``                features, lang dir
+tri         ``exp/tri/.stamp.json``          ``--tri-*``, beams, seed            tree, mono alignment, train
+                                                                                 features + text, lang dir
+ali         ``exp/tri/ali/<s>/.stamp.json``  beams                               ``final.mdl``, tree, the split's
+                                                                                 features + text, lang dir, reference
+                                                                                 timings
+==========  ===============================  ==================================  ====================================
+
+(The report's step is in :mod:`data_prep.align.stage`.) ``--jobs`` and ``--chunk-frames`` only change the
+speed, so no step depends on them. A step that is rebuilt drops its stamp first, so a run that dies half-way
+never leaves outputs that look complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from asr_base.io import read_json, save_npy, write_json
+from asr_base.stamp import STAMP_NAME, Step
+from data_prep.align.config import AlignStageConfig
+from data_prep.align.gmm import DiagGmmSet
+from data_prep.align.hmm import AlignOptions, HmmModel, load_hmm
+from data_prep.align.outputs import write_ctm, write_failed
+from data_prep.align.passes import Aligner
+from data_prep.align.report import boundary_agreement, ctm_sanity, read_ctm
+from data_prep.align.split_data import SplitData, contexts_range, load_split
+from data_prep.align.training import flat_start_labels, init_gmm, save_system, shortest_rows, train_system
+from data_prep.align.tree.build import build_tree
+from data_prep.align.tree.event_map import TiedStateTree
+from data_prep.align.tree.stats import TreeStats
+
+log = logging.getLogger(__name__)
+
+SPLIT_OUTPUTS = ("pdf.npy", "tid.npy", "phones.ctm", "failed.tsv", "done.json")
+
+
+@dataclass
+class AlignRun:
+    """What the sub-stages share: the options, the lang dir and its topology, the worker pool, the train split."""
+
+    cfg: AlignStageConfig
+    lang: Any  # data_prep.lang.lang_dir.LangDir
+    topo: Any  # kaldi_hmm_gmm.HmmTopology
+    aligner: Aligner
+    train: SplitData
+
+    @property
+    def opts(self) -> AlignOptions:
+        return AlignOptions(beam=self.cfg.beam, retry_beam=self.cfg.retry_beam)
+
+    @property
+    def mono_dir(self) -> Path:
+        return Path(self.cfg.exp) / "mono"
+
+    @property
+    def tri_dir(self) -> Path:
+        return Path(self.cfg.exp) / "tri"
+
+    @property
+    def mono_ali(self) -> Path:
+        return self.mono_dir / "ali" / self.cfg.train_split
+
+    def split(self, name: str) -> SplitData:
+        return self.train if name == self.cfg.train_split else read_split(self.cfg, name, self.lang)
+
+    def inputs(self, split: str, text: bool = True) -> dict[str, Path | str]:
+        """The inputs every sub-stage has: the split's feature store (and transcripts) and the lang dir."""
+        out: dict[str, Path | str] = {"features": Path(self.cfg.fbank_dir) / split, "lang": self.cfg.lang}
+        if text:
+            out["text"] = Path(self.cfg.data_dir) / split / "text"
+        return out
+
+
+def read_split(cfg: AlignStageConfig, name: str, lang) -> SplitData:
+    from data_prep.corpus.data_dir import DataDir
+
+    return load_split(name, Path(cfg.fbank_dir) / name, DataDir.load(Path(cfg.data_dir) / name).text, lang)
+
+
+def is_up_to_date(step: Step, force: bool, outputs: list[Path]) -> bool:
+    """The step's stamp says so and its outputs are all there; otherwise its stamp is dropped (rebuild)."""
+    missing = [p for p in outputs if not p.is_file()]
+    if missing:
+        if step.stamp.is_file() and not force:
+            log.info("%s: rebuilding, output missing: %s", step.name, missing[0])
+    elif step.up_to_date(force):
+        return True
+    if not step.stamp.is_file():
+        log.info("%s: building", step.name)
+    step.invalidate()
+    return False
+
+
+def run_mono(run: AlignRun) -> tuple[HmmModel, np.ndarray, list[dict]]:
+    """Monophones: flat start on the shortest utterances, EM, then a final alignment of the whole train split."""
+    cfg, train, d = run.cfg, run.train, run.mono_dir
+    mono = HmmModel.monophone(run.topo)
+    step = Step(d / STAMP_NAME, "mono", inputs=run.inputs(cfg.train_split),
+                config=dict(train_split=cfg.train_split, mono_subset=cfg.mono_subset, mono_iters=cfg.mono_iters,
+                            mono_realign=cfg.mono_realign, mono_gauss=cfg.mono_gauss, beam=cfg.beam,
+                            retry_beam=cfg.retry_beam, seed=cfg.seed))
+    outputs = [d / "final.mdl", d / "history.json", run.mono_ali / "tid.npy"]
+    if is_up_to_date(step, cfg.force, outputs):
+        mono, _ = load_hmm(d / "final.mdl", run.topo, mono.ctx_dep)
+        return mono, np.load(run.mono_ali / "tid.npy"), read_json(d / "history.json")
+    mono_rows = shortest_rows(train, cfg.mono_subset)
+    labels, skipped = flat_start_labels(train, mono, run.lang, mono_rows)
+    log.info("monophone subset: %d of %d utterances (%.2f h); flat start: %d equally aligned, %d skipped",
+             len(mono_rows), len(train.utt_ids), train.lengths[mono_rows].sum() * train.frame_shift / 3600,
+             len(mono_rows) - len(skipped), len(skipped))
+    gmm = init_gmm(train, labels, mono.num_pdfs)
+    gmm, mono_tids, history = train_system(run.aligner, train, mono, gmm, labels, cfg.mono_iters, cfg.mono_realign,
+                                           cfg.mono_gauss, run.opts, "mono", cfg.seed, rows=mono_rows)
+    # final mono alignment with the final model (feeds the tree)
+    labels = np.full(train.num_frames, -1, np.int32)
+    summ = run.aligner.run_pass(train, mono, gmm, run.opts, realign=True, accumulate=False, labels=labels,
+                                tids=mono_tids, desc="mono final align")
+    save_system(d, mono, gmm, history)
+    save_npy(run.mono_ali / "tid.npy", mono_tids)
+    save_npy(run.mono_ali / "pdf.npy", labels)
+    write_failed(run.mono_ali / "failed.tsv", train, summ.failed)
+    write_json(d / "done.json", {"aligned": summ.aligned, "failed": len(summ.failed)})
+    step.done(aligned=summ.aligned, failed=len(summ.failed))
+    return mono, mono_tids, history
+
+
+def run_tree(run: AlignRun, mono: HmmModel, mono_tids: np.ndarray) -> TiedStateTree:
+    """The decision tree from the triphone contexts of the monophone alignment of the whole train split."""
+    cfg, train, path = run.cfg, run.train, run.tri_dir / "tree"
+    step = Step(run.tri_dir / ".tree.stamp.json", "tree",
+                config=dict(num_leaves=cfg.num_leaves, tree_min_count=cfg.tree_min_count),
+                inputs={"mono_alignment": run.mono_ali / "tid.npy", **run.inputs(cfg.train_split, text=False)})
+    if is_up_to_date(step, cfg.force, [path]):
+        return TiedStateTree.read(path)
+    feats = np.load(Path(train.store_dir) / "feats.npy", mmap_mode="r")
+    stats = None
+    chunk = 1 << 18
+    for lo in tqdm(range(0, train.num_frames, chunk), desc="tree stats", unit="chunk", leave=False):
+        hi = min(lo + chunk, train.num_frames)
+        if not (mono_tids[lo:hi] > 0).any():
+            continue
+        ctx = contexts_range(train, mono_tids, mono, lo, hi)  # contexts need the whole utterances around
+        keep = ctx[:, 1] > 0
+        st = TreeStats.from_frames(ctx[keep, 0], ctx[keep, 1], ctx[keep, 2], ctx[keep, 3],
+                                   np.asarray(feats[lo:hi], dtype=np.float32)[keep])
+        stats = st if stats is None else stats.merge(st)
+    if stats is None:
+        raise RuntimeError("no aligned frames for tree statistics")
+    tree = build_tree(stats, run.lang, num_leaves=cfg.num_leaves, min_count=cfg.tree_min_count)
+    tree.write(path)
+    log.info("tree: %d tied states from %d seen triphone states", tree.num_pdfs, len(stats))
+    step.done(num_pdfs=tree.num_pdfs)
+    return tree
+
+
+def run_tri(run: AlignRun, tree: TiedStateTree, mono: HmmModel,
+            mono_tids: np.ndarray) -> tuple[HmmModel, DiagGmmSet, list[dict]]:
+    """Triphones: the mono alignment mapped through the tree, one Gaussian per tied state, EM."""
+    cfg, train, d = run.cfg, run.train, run.tri_dir
+    ctx_dep = tree.to_context_dependency()
+    step = Step(d / STAMP_NAME, "tri", inputs={"tree": d / "tree", "mono_alignment": run.mono_ali / "tid.npy",
+                                               **run.inputs(cfg.train_split)},
+                config=dict(tri_iters=cfg.tri_iters, tri_realign=cfg.tri_realign, tri_gauss=cfg.tri_gauss,
+                            beam=cfg.beam, retry_beam=cfg.retry_beam, seed=cfg.seed))
+    if is_up_to_date(step, cfg.force, [d / "final.mdl", d / "history.json"]):
+        tri, gmm = load_hmm(d / "final.mdl", run.topo, ctx_dep)
+        return tri, gmm, read_json(d / "history.json")
+    tri = HmmModel(run.topo, ctx_dep)
+    ctx = contexts_range(train, mono_tids, mono, 0, train.num_frames)
+    labels = np.full(train.num_frames, -1, np.int32)
+    ok = ctx[:, 1] > 0
+    labels[ok] = tree.lookup(ctx[ok])
+    gmm = init_gmm(train, labels, tri.num_pdfs)
+    gmm, _tids, history = train_system(run.aligner, train, tri, gmm, labels, cfg.tri_iters, cfg.tri_realign,
+                                       cfg.tri_gauss, run.opts, "tri", cfg.seed + 1)
+    save_system(d, tri, gmm, history)
+    write_json(d / "done.json", {"num_pdfs": tri.num_pdfs, "num_gauss": gmm.num_gauss})
+    step.done(num_pdfs=tri.num_pdfs, num_gauss=gmm.num_gauss)
+    return tri, gmm, history
+
+
+def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet) -> dict:
+    """Final alignment of one split with the triphone model; returns (and writes) its ``done.json``."""
+    cfg, d = run.cfg, run.tri_dir / "ali" / name
+    refs = Path(cfg.reference_timings) / name if cfg.reference_timings else None
+    refs = refs if refs is not None and refs.is_dir() else None
+    step = Step(d / STAMP_NAME, f"ali {name}", config=dict(beam=cfg.beam, retry_beam=cfg.retry_beam),
+                inputs={"model": run.tri_dir / "final.mdl", "tree": run.tri_dir / "tree", **run.inputs(name),
+                        "reference_timings": refs})
+    if is_up_to_date(step, cfg.force, [d / f for f in SPLIT_OUTPUTS]):
+        return read_json(d / "done.json")
+    sp = run.split(name)
+    labels = np.full(sp.num_frames, -1, np.int32)
+    tids = np.zeros(sp.num_frames, np.int32)
+    summ = run.aligner.run_pass(sp, tri, gmm, run.opts, realign=True, accumulate=False, labels=labels, tids=tids,
+                                desc=f"align {name}")
+    save_npy(d / "pdf.npy", labels)
+    save_npy(d / "tid.npy", tids)
+    write_ctm(d / "phones.ctm", sp, tids, tri, run.lang)
+    write_failed(d / "failed.tsv", sp, summ.failed)
+    ctm = read_ctm(d / "phones.ctm")
+    sanity = ctm_sanity(ctm)
+    if refs is not None:
+        sanity["boundaries"] = boundary_agreement(ctm, refs)
+    audio_s = sp.num_frames * sp.frame_shift
+    info = {"utterances": len(sp.utt_ids), "aligned": summ.aligned, "failed": len(summ.failed),
+            "fraction_aligned": summ.aligned / max(len(sp.utt_ids), 1),
+            "avg_loglik": summ.align_loglik / max(summ.align_frames, 1),
+            "frames": sp.num_frames, "aligned_frames": summ.align_frames,
+            "seconds": round(summ.seconds, 2), "rtf": summ.seconds / max(audio_s, 1e-9), "sanity": sanity}
+    write_json(d / "done.json", info)
+    step.done(aligned=summ.aligned, failed=len(summ.failed))
+    log.info("%s: aligned %d / %d utterances (%.1f%%), avg loglik %.3f, RTF %.4f", name, summ.aligned,
+             len(sp.utt_ids), 100 * info["fraction_aligned"], info["avg_loglik"], info["rtf"])
+    return info
