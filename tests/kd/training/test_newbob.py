@@ -1,0 +1,25 @@
+"""The newbob schedule on its own: accept/reject, halving, early stop, per-member independence."""
+
+from __future__ import annotations
+
+import pytest
+
+from asr_kd.training.newbob import Newbob
+
+
+def test_schedule_per_member():
+    s = Newbob(2, lr=0.1)
+    kw = dict(epochs=10, min_epochs=2, halving_start=1.0, halving_stop=0.5)
+    assert s.end_epoch([50.0, 50.0], 0, **kw) == [True, True]  # first epoch: a gain over nothing
+    assert s.lr.tolist() == [0.1, 0.1] and s.halving == [False, False]
+    assert s.end_epoch([55.0, 50.5], 1, **kw) == [True, True]  # member 1 gains < 1.0: start halving
+    assert s.lr.tolist() == pytest.approx([0.1, 0.05]) and s.halving == [False, True]
+    assert s.end_epoch([54.0, 50.7], 2, **kw) == [False, True]  # member 0 rejected (worse), starts halving
+    assert s.lr.tolist() == pytest.approx([0.05, 0.0]) and s.done == [False, True]  # member 1: gain < 0.5, stop
+    assert s.best_acc == [55.0, 50.7]
+    assert s.end_epoch([60.0, 99.0], 3, **kw) == [True, None]  # a stopped member is left alone
+    assert s.best_acc == [60.0, 50.7] and s.lr.tolist() == pytest.approx([0.025, 0.0])
+    assert s.end_epoch([61.0, 0.0], 9, **kw) == [True, None] and s.finished  # last epoch stops everyone
+    restored = Newbob(2, lr=1.0)
+    restored.load_state_dict(s.state_dict())
+    assert restored.state_dict()["best_acc"] == s.best_acc and restored.lr.tolist() == s.lr.tolist()
