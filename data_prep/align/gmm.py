@@ -189,14 +189,13 @@ class DiagGmmSet:
         return self.pdf_loglik_from_gauss(self.gauss_loglik(feats))
 
     # ------------------------------------------------------------------ training
-    def accumulate(self, feats, pdf, gauss_loglik: torch.Tensor | None = None) -> GmmStats:
+    def accumulate(self, feats, pdf) -> GmmStats:
         """Stats from hard pdf labels (``pdf < 0`` ignored): posteriors over the Gaussians of each frame's pdf.
 
         Frames are sorted by pdf and every pdf's frames are scored against that pdf's Gaussians only (a
         loop over the pdfs present, not over frames), so the cost is O(T * Gaussians per pdf), not
-        O(T * all Gaussians). ``gauss_loglik`` is accepted for backwards compatibility and ignored.
+        O(T * all Gaussians).
         """
-        del gauss_loglik
         x = _as_tensor(feats)
         lab = _as_index(pdf)
         keep = lab >= 0

@@ -1,4 +1,5 @@
-"""Alignment report helpers: the tied-state occupancy histogram (PNG) and a text summary of report.json."""
+"""Alignment report helpers: the tied-state occupancy histogram (PNG), CTM sanity numbers and phone-boundary
+agreement with reference timings (synthetic corpora)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_base.io import atomic_path, read_json
+from asr_base.io import atomic_path
 
 
 def write_occupancy_png(path: str | os.PathLike, pdf_counts: np.ndarray) -> None:
@@ -36,25 +37,6 @@ def write_occupancy_png(path: str | os.PathLike, pdf_counts: np.ndarray) -> None
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
-
-
-def summarize(report_path: str | os.PathLike) -> str:
-    """A few lines summarising ``report.json`` (for logs and closing notes)."""
-    r = read_json(report_path)
-    lines = [f"tied states: {r.get('num_tied_states')} (used on train: {r.get('states_used')})"]
-    for sys_name in ("mono", "tri"):
-        it = r.get(sys_name, {}).get("iterations", [])
-        if it:
-            lls = " ".join(f"{x['avg_loglik']:.2f}" for x in it)
-            lines.append(f"{sys_name} avg loglik/frame per iteration: {lls}")
-    for name, s in r.get("splits", {}).items():
-        lines.append(f"{name}: aligned {s['aligned']}/{s['utterances']} ({100 * s['fraction_aligned']:.1f}%), "
-                     f"avg loglik {s['avg_loglik']:.3f}, RTF {s['rtf']:.4f}")
-    return "\n".join(lines)
-
-
-def main_summary(path: str) -> None:  # pragma: no cover (convenience)
-    print(summarize(Path(path)))
 
 
 # ---------------------------------------------------------------------------------------------- sanity checks
