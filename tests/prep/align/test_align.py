@@ -103,6 +103,34 @@ def test_align_pipeline_writes_everything_and_lists_failures(corpus):
     assert all(first[u] == "SIL" for u in c.utt_ids)
 
 
+@pytest.mark.e2e
+def test_ctm_times_follow_the_store_frame_shift(corpus, tmp_path):
+    import dataclasses
+
+    from data_prep.align.hmm import HmmModel
+    from data_prep.align.outputs import write_ctm
+    from data_prep.align.report import read_ctm
+    from data_prep.align.split_data import load_split
+    from data_prep.align.stage import run_align
+    from data_prep.align.tree.event_map import TiedStateTree
+    from data_prep.lang.lang_dir import load_topology
+
+    root, lang = corpus[0], corpus[1]
+    tri = root / "exp" / "tri"
+    if not (tri / "report.json").is_file():
+        run_align(_cfg(root))
+    split = load_split("train", root / "fbank" / "train", {}, lang)
+    assert split.frame_shift == 0.01  # the store's meta.json (10 ms when not recorded)
+    hmm = HmmModel(load_topology(lang), TiedStateTree.read(tri / "tree").to_context_dependency())
+    write_ctm(tmp_path / "ctm", dataclasses.replace(split, frame_shift=0.03), np.load(tri / "ali/train/tid.npy"), hmm,
+              lang)
+    ours, slow = read_ctm(tri / "ali/train/phones.ctm"), read_ctm(tmp_path / "ctm")
+    assert ours.keys() == slow.keys()
+    for utt, segs in ours.items():
+        assert [p for *_, p in segs] == [p for *_, p in slow[utt]]
+        np.testing.assert_allclose([s[:2] for s in slow[utt]], [(3 * a, 3 * b) for a, b, _ in segs], atol=0.011)
+
+
 SUB_STAGES = ("mono", "tree", "tri", "ali train", "ali dev", "report")
 
 
