@@ -17,7 +17,8 @@ A stage describes its options once, as a dataclass whose fields carry their help
 
 Field ``num_leaves`` becomes ``--num-leaves``. The option's type comes from the annotation: ``int``,
 ``float``, ``str``, ``X | None``, ``list[X]`` (space- or comma-separated values, ``nargs='+'``),
-``Literal[...]`` (choices) and ``bool`` (``--flag`` / ``--no-flag``). A field without a default is a
+``Literal[...]`` (choices) and ``bool`` (``--flag`` / ``--no-flag``); ``option(..., split=False)`` keeps each
+list value whole. A field without a default is a
 required option. ``to_argv`` turns a config back into the options that reproduce it (for subprocesses,
 ``torchrun`` and logs); ``to_dict`` / ``from_dict`` are the JSON forms (``config.json`` of a run).
 
@@ -39,14 +40,17 @@ _MISSING = dataclasses.MISSING
 
 
 def option(default: Any = _MISSING, *, help: str = "", flag: str | None = None, short: str | None = None,
-           metavar: str | None = None, group: str | None = None, cli: bool = True) -> Any:
+           metavar: str | None = None, group: str | None = None, cli: bool = True, split: bool = True) -> Any:
     """A dataclass field that is also a command-line option.
 
     ``default`` may be a list (copied per instance); no default = a required option. ``flag`` overrides
     the option name (default ``--field-name``), ``short`` adds e.g. ``-o``, ``group`` puts it in a help
-    section, ``cli=False`` keeps the field out of the command line (set by code only).
+    section, ``cli=False`` keeps the field out of the command line (set by code only). List values are split
+    on commas as well as spaces unless ``split=False`` (values that contain commas, e.g. Kaldi rspecifiers
+    ``ark,t:FILE``).
     """
-    meta = {"help": help, "flag": flag, "short": short, "metavar": metavar, "group": group, "cli": cli}
+    meta = {"help": help, "flag": flag, "short": short, "metavar": metavar, "group": group, "cli": cli,
+            "split": split}
     if isinstance(default, (list, dict, set)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
@@ -125,7 +129,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
             (item,) = typing.get_args(tp)[:1] or (str,)
             conv = item if item in (int, float, str) else str
             kw["nargs"] = "+"
-            kw["type"] = lambda s, conv=conv: _list_item(s, conv)
+            split = f.metadata.get("split", True)
+            kw["type"] = lambda s, conv=conv, split=split: _list_item(s, conv) if split else [conv(s)]
             kw["action"] = _FlattenList
         elif tp in (int, float, str):
             kw["type"] = tp

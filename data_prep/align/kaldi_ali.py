@@ -42,7 +42,9 @@ REPORT = "report.json"
 
 @dataclass
 class ImportConfig:
-    ali: list[str] = option(cli=False)  # --ali: see add_arguments (rspecifiers contain commas and spaces)
+    ali: list[str] = option(help="pdf alignments: 'ark:FILE', 'ark,t:FILE', 'ark:gunzip -c ali.1.gz|', 'scp:FILE', or "
+                                 "plain paths (*.scp read as scp, *.gz gunzipped); several are concatenated",
+                            split=False)
     store: str = option(help="feature store of the split (data/fbank/<split>)")
     num_pdfs: int = option(help="number of pdfs of the Kaldi model (tree)")
     out: str = option(help="output dir, e.g. exp/kaldi_ali/ali/train")
@@ -188,11 +190,6 @@ def import_kaldi_ali(cfg: ImportConfig) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # one rspecifier per value, kept whole: the list options of add_options split values on commas and
-    # spaces, which would cut 'ark,t:FILE' and 'ark:gunzip -c ali.1.gz|'
-    parser.add_argument("--ali", nargs="+", required=True, default=argparse.SUPPRESS,
-                        help="pdf alignments: 'ark:FILE', 'ark,t:FILE', 'ark:gunzip -c ali.1.gz|', 'scp:FILE', or plain "
-                             "paths (*.scp read as scp, *.gz gunzipped); several are concatenated")
     add_options(parser, ImportConfig)
 
 

@@ -18,6 +18,7 @@ class Demo:
     lr: float = option(0.1)
     splits: list[str] = option(["train", "dev"], help="splits")
     realign: list[int] = option([1, 2, 3])
+    rspecs: list[str] = option(["ark:a"], split=False)
     mean: Literal["arithmetic", "geometric"] = option("arithmetic")
     limit: int | None = option(None)
     force: bool = option(False, help="redo")
@@ -33,10 +34,11 @@ def parse(argv, **kw):
 
 def test_options_from_fields_and_back():
     args = parse(["--out", "x", "--num-leaves", "400", "--splits", "a", "b", "--realign", "4,8", "12",
-                  "--mean", "geometric", "--limit", "7", "--force", "--no-amp"])
+                  "--mean", "geometric", "--limit", "7", "--force", "--no-amp",
+                  "--rspecs", "ark,t:x.txt", "ark:gunzip -c ali.1.gz|"])
     cfg = from_args(Demo, args)
     assert cfg == Demo(out="x", num_leaves=400, splits=["a", "b"], realign=[4, 8, 12], mean="geometric", limit=7,
-                       force=True, amp=False)
+                       force=True, amp=False, rspecs=["ark,t:x.txt", "ark:gunzip -c ali.1.gz|"])
     assert from_args(Demo, parse(to_argv(cfg))) == cfg
     assert from_dict(Demo, to_dict(cfg) | {"unknown": 1}) == cfg
 
