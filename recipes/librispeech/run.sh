@@ -76,7 +76,7 @@ make_data_dirs() {
     data-prep validate-data-dir "data/$p"
   done
   # the training set is the union of the train parts (Kaldi's combine_data.sh)
-  python -m data_prep.corpus.combine_data_dirs --out data/train $(printf 'data/%s ' $train_parts)
+  data-prep combine-data-dirs --out data/train $(printf 'data/%s ' $train_parts)
   data-prep validate-data-dir data/train
 }
 run_step 1 data_dirs make_data_dirs
