@@ -58,7 +58,7 @@ class GraphConfig:
 
 def load_context_dependency(tree_path: str | os.PathLike) -> "kaldi_hmm_gmm.ContextDependency":
     """A Kaldi binary ``tree`` file -> ``kaldi_hmm_gmm.ContextDependency`` (its pickle state is the Kaldi
-    binary serialisation, so any Kaldi tree -- ours from data_prep.align.decision_tree or Kaldi's -- loads)."""
+    binary serialisation, so any Kaldi tree -- ours from data_prep.align.tree.event_map or Kaldi's -- loads)."""
     data = Path(tree_path).read_bytes()
     if data.startswith(b"\0B"):
         data = data[2:]

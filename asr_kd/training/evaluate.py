@@ -5,8 +5,8 @@
   * an ensemble (``member_*/final.pt``): every member, plus the ensemble (arithmetic and geometric mean of
     the members' distributions at T = 1), all from one stacked forward pass per batch
   * a student sweep (``T*/final.pt`` + ``best.json``): every student; the one chosen on dev is "best".
-Writes ``--out`` (JSON, per split: accuracy of every system) and merges each split's accuracy into the
-model directories' ``eval.json``. The first plain model is the baseline; with an ensemble and a sweep
+Writes ``--out`` (JSON, per split: accuracy of every system; ``--out``.stamp.json: up to date while the
+models, stores and labels are) and merges each split's accuracy into the model directories' ``eval.json``. The first plain model is the baseline; with an ensemble and a sweep
 present it reports the fraction of the ensemble's gain recovered by the best student
 ``(student - baseline) / (ensemble - baseline)`` (paper: 86%).
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 
 from asr_base.config import add_options, from_args, option
 from asr_base.io import read_json, write_json
-from asr_kd.nn.model_dirs import discover
+from asr_base.stamp import Step
+from asr_kd.nn.model_dirs import FINAL, discover
 from asr_kd.training.distributed import resolve_device
 from asr_kd.training.frame_accuracy import stack_accuracy
 from asr_kd.training.frame_data import FrameSplit
@@ -56,8 +57,11 @@ def main(args: argparse.Namespace) -> int:
 def evaluate(cfg: EvaluateConfig) -> int:
     if len(cfg.feats) != len(cfg.labels):
         raise SystemExit("--feats and --labels need the same number of entries")
-    device = resolve_device(cfg.device)
     systems = [(p, *discover(p)) for p in cfg.models]
+    step = _step(cfg, systems)
+    if Path(cfg.out).is_file() and step.up_to_date():
+        return 0
+    device = resolve_device(cfg.device)
     results: dict = {"splits": {}, "systems": {}}
     for feats, labels in zip(cfg.feats, cfg.labels):
         split = FrameSplit.load(feats, labels, device=device)
@@ -92,8 +96,20 @@ def evaluate(cfg: EvaluateConfig) -> int:
             log.info("%s: best student recovers %.0f%% of the ensemble's gain", split.name,
                      100 * summary["fraction"] if summary["fraction"] is not None else float("nan"))
     write_json(cfg.out, results)
+    step.done()
     log.info("wrote %s", cfg.out)
     return 0
+
+
+def _step(cfg: EvaluateConfig, systems) -> Step:
+    """Up to date while the options (but device and batch size) and every model, store and label file are."""
+    inputs = {f"feats{i}": f for i, f in enumerate(cfg.feats)} | {f"labels{i}": f for i, f in enumerate(cfg.labels)}
+    for path, kind, entries in systems:
+        inputs |= {f"model:{name}": Path(d) / FINAL for name, d in entries}
+        if kind == "students":
+            inputs[f"best:{path}"] = Path(path) / "best.json"
+    config = {"models": cfg.models, "feats": cfg.feats, "labels": cfg.labels, "max_frames": cfg.max_frames}
+    return Step(f"{cfg.out}.stamp.json", "evaluate", config=config, inputs=inputs)
 
 
 def _gain(systems, accs: dict[str, float]) -> dict | None:

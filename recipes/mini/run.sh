@@ -14,8 +14,9 @@
 #  10  report: exp/report.md (+ plots), Table-1 layout printed at the end
 #  11  export the best student for a decoder (TorchScript + ONNX + priors + config) into exp/export
 # Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage M] [--size default|tiny] [--jobs 2] ...
-# Outputs go to <dir>/data and <dir>/exp (default dir: recipes/mini); a finished step leaves
-# exp/done/<step>.done (holding its wall time in seconds) and is skipped on a rerun.
+# Outputs go to <dir>/data and <dir>/exp (default dir: recipes/mini). A rerun calls every stage again and
+# each skips what is up to date (its *.stamp.json), so a changed option or input rebuilds what depends on
+# it; exp/done/<step>.done holds the wall seconds of the step's last run.
 
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

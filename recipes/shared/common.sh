@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Helpers shared by the recipes (source it): timestamped logging, Kaldi-style option parsing and
-# `.done` markers so a rerun skips finished steps.
+# Helpers shared by the recipes (source it): timestamped logging, Kaldi-style option parsing and the
+# step runner. Whether a step's outputs are up to date is decided by the stage itself (its *.stamp.json:
+# options + input digests, see docs/formats.md), so a rerun after a changed option or input rebuilds
+# exactly what depends on it; `exp/done/<step>.done` records the wall seconds of the step's last run.
 
 log() {
   # log MESSAGE... -> "2026-11-23 12:00:00 (run.sh:42:main) MESSAGE"
@@ -37,15 +39,11 @@ _set_option() {
   esac
 }
 
-# run_step STAGE NAME CMD...: run CMD if STAGE is within [stage, stop_stage] and NAME is not done yet.
+# run_step STAGE NAME CMD...: run CMD if STAGE is within [stage, stop_stage]; the stages skip what is up to date.
 run_step() {
   local st=$1 name=$2; shift 2
   if [ "$st" -lt "$stage" ] || [ "$st" -gt "$stop_stage" ]; then return 0; fi
   local marker="$done_dir/$name.done"
-  if [ -f "$marker" ]; then
-    log "stage $st: $name already done ($marker), skipping"
-    return 0
-  fi
   log "stage $st: $name"
   local t0=$SECONDS
   "$@"
