@@ -28,8 +28,8 @@ from asr_kd.nn.model import StackedDNN
 from asr_kd.nn.model_dirs import FINAL, member_dirs
 from asr_kd.nn.soft_targets import Mean, TeacherEnsemble, TopKCache, ensemble_centered_logits
 from asr_kd.training.frame_data import FrameSampler
-from asr_kd.training.stage import (StageOptions, add_stage_options, data_info, finish_stack, prepare_out_dir,
-                                   run_trainer, setup_run, stage_options, teacher_inputs, training_step)
+from asr_kd.training.stage import (add_stage_options, data_info, finish_stack, run_trainer, stage_options,
+                                   StageOptions, start_training, teacher_inputs, training_step)
 from asr_kd.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,10 @@ def distill(opts: StageOptions, cfg: DistillConfig) -> int:
     own = {k: v for k, v in asdict(cfg).items() if k != "out"}
     step = training_step(out, "distill", opts, own, teacher_inputs(teacher_dirs))
     done = (out / "best.json").is_file() and all((out / n / FINAL).is_file() for n in names)
-    if done and step.up_to_date(opts.run.force):
-        return 0
-    ctx = setup_run(opts)
-    if ctx.rank == 0:
-        step.invalidate()
     state_dir = out / "train_state"
-    prepare_out_dir(state_dir, opts.run.resume)
+    ctx = start_training(opts, [step], done, state_dir)
+    if ctx is None:
+        return 0
     teachers = TeacherEnsemble.load(teacher_dirs, ctx.device, cfg.ensemble_mean, amp=opts.train.amp)
     mcfg, tc = opts.model, teachers.config
     if (tc.num_pdfs, tc.feat_dim, tc.left_context, tc.right_context) != (mcfg.num_pdfs, mcfg.feat_dim,

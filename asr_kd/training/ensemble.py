@@ -26,8 +26,8 @@ from asr_kd.nn.model import StackedDNN
 from asr_kd.nn.model_dirs import FINAL
 from asr_kd.training.frame_accuracy import stack_accuracy
 from asr_kd.training.frame_data import FrameSampler
-from asr_kd.training.stage import (RunContext, StageOptions, add_stage_options, data_info, finish_stack,
-                                   prepare_out_dir, run_trainer, setup_run, stage_options, training_step)
+from asr_kd.training.stage import (add_stage_options, data_info, finish_stack, run_trainer, RunContext, setup_run,
+                                   stage_options, StageOptions, start_training, training_step)
 from asr_kd.training.trainer import Trainer, hard_objective
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,11 @@ def train_ensemble(opts: StageOptions, cfg: EnsembleConfig) -> int:
         steps = [training_step(out / nm, "train-ensemble", opts, {"seed": s, "data_shard": [i % shards, shards],
                                                                   "stack": names})
                  for nm, s, i in zip(names, seeds, members)]
-        if all((out / nm / FINAL).is_file() and st.up_to_date(opts.run.force) for nm, st in zip(names, steps)):
-            continue
-        ctx = ctx or setup_run(opts)
-        if ctx.rank == 0:
-            for st in steps:
-                st.invalidate()
         state_dir = out / f"train_state_g{gi}"
-        prepare_out_dir(state_dir, opts.run.resume)
+        started = start_training(opts, steps, all((out / nm / FINAL).is_file() for nm in names), state_dir, ctx)
+        if started is None:
+            continue
+        ctx = started
         tcfg = opts.train
         pools = [ctx.train.shard(i % shards, shards).usable if shards > 1 else ctx.train.usable for i in members]
         model = StackedDNN.init_from_seeds(opts.model, seeds).to(ctx.device)

@@ -24,8 +24,8 @@ from asr_kd.nn.model_dirs import member_dirs
 from asr_kd.nn.soft_targets import TeacherEnsemble
 from asr_kd.training.frame_accuracy import stack_accuracy
 from asr_kd.training.frame_data import FrameSampler, FrameSplit
-from asr_kd.training.stage import (StageOptions, add_stage_options, data_info, finish_stack, prepare_out_dir,
-                                   run_trainer, setup_run, stage_options, teacher_inputs, training_step)
+from asr_kd.training.stage import (add_stage_options, data_info, finish_stack, run_trainer, stage_options,
+                                   StageOptions, start_training, teacher_inputs, training_step)
 from asr_kd.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -73,13 +73,10 @@ def run_regularizer(opts: StageOptions, cfg: RegularizerConfig) -> int:
     own = {k: v for k, v in asdict(cfg).items() if k != "out"}
     step = training_step(out, "regularizer", opts, own, teacher_inputs(teacher_dirs)
                          | {"test_feats": cfg.test_feats, "test_labels": cfg.test_labels})
-    if (out / "report.json").is_file() and step.up_to_date(opts.run.force):
-        return 0
-    ctx = setup_run(opts)
-    if ctx.rank == 0:
-        step.invalidate()
     state_dir = out / "train_state"
-    prepare_out_dir(state_dir, opts.run.resume)
+    ctx = start_training(opts, [step], (out / "report.json").is_file(), state_dir)
+    if ctx is None:
+        return 0
     tcfg, seed = opts.train, opts.train.seed
     subset = ctx.train.utterance_subset(cfg.fraction, seed)
     log.info("training on %.1f%% of the utterances: %d of %d usable frames", 100 * cfg.fraction, subset.num_usable,

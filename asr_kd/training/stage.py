@@ -9,7 +9,8 @@
   ``--checkpoint-every``, ``--max-steps``) and the digests of its inputs (feature stores, label files,
   teachers' ``final.pt``). A finished model is retrained when any of them changed, or with ``--force``;
   ``--resume`` continues an unfinished run from its ``checkpoint.pt``.
-- Running: :func:`setup_run` (process group, device, the splits on the device), :func:`run_trainer`,
+- Running: :func:`start_training` (up to date? else :func:`setup_run`: process group, device, the splits
+  on the device), :func:`run_trainer`,
   :func:`finish_stack` (one model dir per member: ``config.json``, ``final.pt``, ``train_log.jsonl``,
   ``curves.png``, ``eval.json``; docs/formats.md).
 """
@@ -23,7 +24,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -154,6 +155,21 @@ def setup_run(opts: StageOptions) -> RunContext:
     log.info("train: %d usable frames, dev: %d, %d pdfs, device %s", train.num_usable, dev.num_usable, num_pdfs,
              device)
     return RunContext(train, dev, num_pdfs, device, rank, world)
+
+
+def start_training(opts: StageOptions, steps: Sequence[Step], finished: bool, work_dir: Path,
+                   ctx: RunContext | None = None) -> RunContext | None:
+    """None when the outputs are ``finished`` and every step is up to date (nothing to train). Otherwise the
+    run context (``ctx`` if one is open), with the steps' stamps dropped (rank 0: a run that dies half-way
+    leaves nothing that looks complete) and ``work_dir`` cleared for a fresh start (kept with ``--resume``)."""
+    if finished and all(st.up_to_date(opts.run.force) for st in steps):
+        return None
+    ctx = ctx or setup_run(opts)
+    if ctx.rank == 0:
+        for st in steps:
+            st.invalidate()
+    prepare_out_dir(work_dir, opts.run.resume)
+    return ctx
 
 
 def data_info(opts: StageOptions) -> dict:

@@ -17,8 +17,8 @@ from asr_base.config import add_options, from_args, option
 from asr_kd.nn.model import StackedDNN
 from asr_kd.nn.model_dirs import FINAL
 from asr_kd.training.frame_data import FrameSampler
-from asr_kd.training.stage import (StageOptions, add_stage_options, data_info, finish_stack, prepare_out_dir,
-                                   run_trainer, setup_run, stage_options, training_step)
+from asr_kd.training.stage import (add_stage_options, data_info, finish_stack, run_trainer, stage_options,
+                                   StageOptions, start_training, training_step)
 from asr_kd.training.trainer import Trainer, hard_objective
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,9 @@ def main(args: argparse.Namespace) -> int:
 def train_baseline(opts: StageOptions, cfg: BaselineConfig) -> int:
     out = Path(cfg.out)
     step = training_step(out, "train", opts)
-    if (out / FINAL).is_file() and step.up_to_date(opts.run.force):
+    ctx = start_training(opts, [step], (out / FINAL).is_file(), out)
+    if ctx is None:
         return 0
-    ctx = setup_run(opts)
-    if ctx.rank == 0:
-        step.invalidate()
-    prepare_out_dir(out, opts.run.resume)
     tcfg, seed = opts.train, opts.train.seed
     model = StackedDNN.init_from_seeds(opts.model, [seed]).to(ctx.device)
     log.info("baseline: %d hidden x %d, %d parameters", opts.model.hidden_layers, opts.model.hidden_dim,
