@@ -7,20 +7,12 @@ import numpy as np
 from asr_base.kaldi_io import kaldi_io
 from data_prep.features.cmvn import SpeakerCmvn, accumulate_speaker_stats
 from data_prep.features.kaldi_feats_export import ExportConfig, export_kaldi_feats
-from data_prep.features.store import write_store
 
 
-def _store(root, dim=5, seed=0):
-    rng = np.random.default_rng(seed)
-    lengths = [7, 1, 30, 12, 4]
-    utts = ["1001-1-0001", "1001-1-0002", "1002-7-0001", "1002-7-0002", "1003-2-0001"]
-    speakers = [u.split("-")[0] for u in utts]
-    feats = (rng.standard_normal((sum(lengths), dim)) * 3 + 1).astype(np.float16)
-    return write_store(root, feats, utts, lengths, speakers, {"cmvn": "none"})
 
 
-def test_export_import_round_trip_is_identical(tmp_path):
-    store = _store(tmp_path / "store")
+def test_export_import_round_trip_is_identical(raw_store, tmp_path):
+    store = raw_store(tmp_path / "store")
     cmvn = accumulate_speaker_stats(store.feats, store.starts, store.lengths, store.speakers)
     cmvn.save(tmp_path / "store" / "cmvn.npz")
     scp = export_kaldi_feats(ExportConfig(tmp_path / "store", tmp_path / "kaldi", cmvn_ark=True))
@@ -38,8 +30,8 @@ def test_export_import_round_trip_is_identical(tmp_path):
     np.testing.assert_array_equal(kaldi_cmvn.stats, cmvn.stats)
 
 
-def test_export_is_resumable(tmp_path):
-    _store(tmp_path / "store")
+def test_export_is_resumable(raw_store, tmp_path):
+    raw_store(tmp_path / "store")
     scp = export_kaldi_feats(ExportConfig(tmp_path / "store", tmp_path / "kaldi"))
     ark = tmp_path / "kaldi" / "feats.ark"
     os.utime(ark, (1, 1))
@@ -51,7 +43,7 @@ def test_export_is_resumable(tmp_path):
     assert ark.stat().st_mtime > 1
     assert len(dict(kaldi_io.read_mat_scp(str(scp)))) == 5
     os.utime(ark, (1, 1))
-    store = _store(tmp_path / "store", seed=1)  # same shapes, new values: the export is stale
+    store = raw_store(tmp_path / "store", seed=1)  # same shapes, new values: the export is stale
     export_kaldi_feats(ExportConfig(tmp_path / "store", tmp_path / "kaldi"))
     assert ark.stat().st_mtime > 1
     np.testing.assert_array_equal(dict(kaldi_io.read_mat_scp(str(scp)))["1002-7-0001"], store.utt("1002-7-0001"))

@@ -11,16 +11,9 @@ from data_prep.features.cmvn import SpeakerCmvn, accumulate_speaker_stats
 from data_prep.features.kaldi_feats import CompressedMatrixError, write_matrices_ark
 from data_prep.features.kaldi_feats_export import ExportConfig, export_kaldi_feats
 from data_prep.features.kaldi_feats_import import ImportConfig, import_kaldi_feats
-from data_prep.features.store import FeatureStore, write_store
+from data_prep.features.store import FeatureStore
 
 
-def _store(root, dim=5, seed=0):
-    rng = np.random.default_rng(seed)
-    lengths = [7, 1, 30, 12, 4]
-    utts = ["1001-1-0001", "1001-1-0002", "1002-7-0001", "1002-7-0002", "1003-2-0001"]
-    speakers = [u.split("-")[0] for u in utts]
-    feats = (rng.standard_normal((sum(lengths), dim)) * 3 + 1).astype(np.float16)
-    return write_store(root, feats, utts, lengths, speakers, {"cmvn": "none"})
 
 
 def _compressed_matrix_bytes(rows=3, cols=2):
@@ -51,8 +44,8 @@ def test_import_cli_reports_compressed_error(tmp_path, capsys):
     assert "copy-feats --compress=false" in capsys.readouterr().err
 
 
-def test_import_is_identical_to_the_exported_store(tmp_path):
-    store = _store(tmp_path / "store")
+def test_import_is_identical_to_the_exported_store(raw_store, tmp_path):
+    store = raw_store(tmp_path / "store")
     cmvn = accumulate_speaker_stats(store.feats, store.starts, store.lengths, store.speakers)
     scp = export_kaldi_feats(ExportConfig(tmp_path / "store", tmp_path / "kaldi"))
     imported = import_kaldi_feats(ImportConfig(scp, tmp_path / "imported", tmp_path / "kaldi" / "utt2spk"))
@@ -65,8 +58,8 @@ def test_import_is_identical_to_the_exported_store(tmp_path):
     np.testing.assert_allclose(got.stats, cmvn.stats, rtol=1e-12)
 
 
-def test_import_up_to_date_force_and_changed_input(tmp_path, caplog):
-    _store(tmp_path / "store")
+def test_import_up_to_date_force_and_changed_input(raw_store, tmp_path, caplog):
+    raw_store(tmp_path / "store")
     scp = export_kaldi_feats(ExportConfig(tmp_path / "store", tmp_path / "kaldi"))
     utt2spk = tmp_path / "kaldi" / "utt2spk"
     caplog.set_level(logging.INFO)
@@ -109,8 +102,8 @@ def test_import_with_cmvn_and_bad_entries(tmp_path):
     assert "dimension 4" in rows["b-2"] and "no speaker" in rows["c-1"] and "cannot read" in rows["d-1"]
 
 
-def test_import_with_kaldi_cmvn_scp(tmp_path):
-    store = _store(tmp_path / "store")
+def test_import_with_kaldi_cmvn_scp(raw_store, tmp_path):
+    store = raw_store(tmp_path / "store")
     scp = export_kaldi_feats(ExportConfig(tmp_path / "store", tmp_path / "kaldi"))
     # Kaldi stats that only shift the means by known amounts: count 10, sums 10*mu, sumsq for var 4
     speakers = sorted(set(store.speakers))
@@ -130,10 +123,10 @@ def test_import_with_kaldi_cmvn_scp(tmp_path):
 
 
 @pytest.mark.e2e
-def test_export_import_cli(tmp_path):
+def test_export_import_cli(raw_store, tmp_path):
     from data_prep.cli import main as data_prep_main
 
-    store = _store(tmp_path / "store")
+    store = raw_store(tmp_path / "store")
     assert data_prep_main(["export-kaldi-feats", "--store", str(tmp_path / "store"), "--out-dir", str(tmp_path / "k")]) == 0
     assert data_prep_main(["import-kaldi-feats", "--scp", str(tmp_path / "k" / "feats.scp"), "--utt2spk",
                            str(tmp_path / "k" / "utt2spk"), "--out", str(tmp_path / "imp")]) == 0
