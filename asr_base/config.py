@@ -154,18 +154,22 @@ class _FlattenList(argparse.Action):
 
 def from_args(cls: type[C], args: argparse.Namespace | Mapping[str, Any], base: C | None = None,
               **overrides: Any) -> C:
-    """Build ``cls`` from parsed options: given options win, then ``overrides``, then ``base``, then defaults."""
+    """Build ``cls`` from parsed options: given options win, then ``overrides``, then ``base``, then defaults.
+
+    A ``ValueError`` from the config's own checks (``__post_init__``) becomes ``SystemExit`` with its message."""
     given = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in given.items() if k in names}
     values.update({k: v for k, v in overrides.items() if k not in values})
-    if base is not None:
-        return dataclasses.replace(base, **values)
-    missing = [flag_of(f) for f in dataclasses.fields(cls)
-               if f.name not in values and _default_of(f) is _MISSING]
-    if missing:
-        raise SystemExit(f"missing required option(s): {' '.join(missing)}")
-    return cls(**values)
+    if base is None:
+        missing = [flag_of(f) for f in dataclasses.fields(cls)
+                   if f.name not in values and _default_of(f) is _MISSING]
+        if missing:
+            raise SystemExit(f"missing required option(s): {' '.join(missing)}")
+    try:  # a config that checks its values (__post_init__) raises ValueError: a usage error on the command line
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from e
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

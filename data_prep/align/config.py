@@ -40,3 +40,11 @@ class AlignStageConfig:
                                                       "(start end phone, flite names); boundary agreement of the "
                                                       "final alignment goes into report.json")
     force: bool = option(False, help="redo every sub-stage")
+
+    def __post_init__(self) -> None:
+        # A Gaussian budget below the number of states would leave every state with ONE Gaussian (splitting
+        # never removes any): say so before hours of training, not after.
+        if self.tri_gauss < self.num_leaves:
+            raise ValueError(f"--tri-gauss {self.tri_gauss} is below --num-leaves {self.num_leaves}: the total "
+                             f"Gaussian budget must be at least one per tied state (Kaldi: ~8-20 per state, "
+                             f"e.g. 4200 leaves / 40000 Gaussians)")

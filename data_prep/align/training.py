@@ -81,6 +81,9 @@ def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmm
     tids = np.zeros(split.num_frames, dtype=np.int32)
     inc_iters = max(1, int(iters * 0.75))  # grow Gaussians over the first 3/4 of the iterations
     start_g = gmm.num_gauss
+    if target_gauss < gmm.num_pdfs:
+        raise ValueError(f"{name}: {target_gauss} Gaussians in all is below its {gmm.num_pdfs} states; every state "
+                         f"would keep one Gaussian (give at least one per state, Kaldi uses ~8-20)")
     history = []
     have_tids = False
     upd = GmmUpdateConfig()
@@ -110,8 +113,8 @@ def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmm
         if trans_objf is not None:
             rec["transition_objf_per_frame"] = trans_objf
         history.append(rec)
-        log.info("%s iter %d: avg loglik/frame %.4f over %d frames, %d Gaussians%s", name, it, ll,
-                 summ.stats.frames, gmm.num_gauss,
+        log.info("%s iter %d: avg loglik/frame %.4f over %d frames, %d Gaussians (%.2f per state)%s", name, it, ll,
+                 summ.stats.frames, gmm.num_gauss, gmm.num_gauss / gmm.num_pdfs,
                  f", realigned {summ.aligned} ok / {len(summ.failed)} failed" if realign else "")
     if not have_tids:
         raise RuntimeError(f"{name}: no realignment iteration (need at least one in the realign list)")

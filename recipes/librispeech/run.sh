@@ -29,11 +29,13 @@ train_parts="train-clean-100"   # or "train-clean-100 train-clean-360" (460 h), 
 dev_parts="dev-clean dev-other"
 test_parts="test-clean test-other"
 kaldi_ali=""                # import Kaldi pdf alignments from this dir instead of aligning
+align_conf=""               # data-prep align options in <conf>; empty: by training-set size (align_100h.conf,
+                            # align_460h.conf with train-clean-360, align_960h.conf with train-other-500)
 num_teachers=10
 ngpu=0                      # >0: training stages run under torchrun with this many processes
 jobs=$(nproc)
 regularizer=false
-_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali num_teachers ngpu jobs regularizer"
+_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali align_conf num_teachers ngpu jobs regularizer"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -45,6 +47,13 @@ done_dir=exp/done
 [ -n "$lm_dir" ] || lm_dir=$dir/download/lm
 dev_main=${dev_parts%% *}
 eval_parts="$dev_parts $test_parts"
+if [ -z "$align_conf" ]; then
+  case " $train_parts " in
+    *" train-other-500 "*) align_conf=align_960h.conf ;;
+    *" train-clean-360 "*) align_conf=align_460h.conf ;;
+    *) align_conf=align_100h.conf ;;
+  esac
+fi
 
 train() {  # train SUBCOMMAND ARGS...: one process, or torchrun over --ngpu GPUs
   if [ "$ngpu" -gt 0 ]; then
@@ -105,7 +114,7 @@ align_or_import() {
     done
   else
     data-prep align --lang data/lang --fbank-dir data/fbank --data-dir data --exp exp \
-      --splits train $eval_parts --jobs "$jobs" "@$conf/align.conf"
+      --splits train $eval_parts --jobs "$jobs" "@$conf/$align_conf"
   fi
 }
 run_step 4 align align_or_import

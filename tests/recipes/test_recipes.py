@@ -162,7 +162,7 @@ def test_librispeech_recipe_on_local_copy(mini_run, tmp_path):
         f.write((d / "data/lm/3gram.arpa").read_text())
     conf = tmp_path / "conf"
     shutil.copytree(REPO / "recipes/librispeech/conf", conf)
-    (conf / "align.conf").write_text("--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2\n")
+    (conf / "align_100h.conf").write_text("--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2\n")
     (conf / "model.conf").write_text("--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1 --epoch-frames 20000\n")
     proc = _run("recipes/librispeech/run.sh", "--dir", str(tmp_path / "run"), "--conf", str(conf),
                 "--corpus-dir", str(tmp_path / "corpus"), "--lm-dir", str(lm_dir), "--jobs", "2",

@@ -228,3 +228,19 @@ def test_cli_options_from_conf_file_and_comma_lists(tmp_path):
     assert cfg.mono_iters == AlignStageConfig().mono_iters and cfg.force is False
     args = parser.parse_args(["align", "--mono-realign", "1", "2", "5", "--force"])
     assert from_args(AlignStageConfig, args).mono_realign == [1, 2, 5] and args.force
+
+
+def test_gaussian_budget_below_the_leaf_count_is_a_clear_error():
+    """--num-leaves 14000 with the default --tri-gauss 4000 once left every tied state with ONE Gaussian."""
+    import argparse
+
+    from asr_base.config import add_options, from_args
+    from data_prep.align.stage import AlignStageConfig
+
+    with pytest.raises(ValueError, match="--tri-gauss 4000 is below --num-leaves 14000"):
+        AlignStageConfig(num_leaves=14000)
+    parser = argparse.ArgumentParser()
+    add_options(parser, AlignStageConfig)
+    with pytest.raises(SystemExit, match="below --num-leaves"):
+        from_args(AlignStageConfig, parser.parse_args(["--num-leaves", "900", "--tri-gauss", "800"]))
+    assert from_args(AlignStageConfig, parser.parse_args(["--num-leaves", "900", "--tri-gauss", "900"])).tri_gauss == 900

@@ -35,6 +35,8 @@ def test_flat_start_recovers_known_alignment(simulate_corpus, tmp_path, lang, mo
     with Aligner(str(lang.path), jobs=1) as al:
         gmm, tids, hist = train_system(al, split, mono, gmm, labels, 8, [1, 2, 3, 4, 6], 2 * mono.num_pdfs,
                                        AlignOptions(), "mono")
+        with pytest.raises(ValueError, match="below its"):  # a budget under one Gaussian per state is an error
+            train_system(al, split, mono, gmm, labels, 2, [1], mono.num_pdfs - 1, AlignOptions(), "mono")
     acc = np.mean((mono.tid2phone[tids] == corpus.true_phone) & (mono.tid2pdf_class[tids] == corpus.true_state))
     assert acc >= 0.95, (flat_acc, acc)
     assert acc > flat_acc
