@@ -111,7 +111,7 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
     for f in dataclasses.fields(cls):
         if not f.metadata.get("cli", True):
             continue
-        tp, optional = _unwrap_optional(hints[f.name])
+        tp, _ = _unwrap_optional(hints[f.name])
         default = (defaults or {}).get(f.name, _default_of(f))
         required = default is _MISSING
         names = [flag_of(f)] + ([f.metadata["short"]] if f.metadata.get("short") else [])
