@@ -45,15 +45,19 @@ class DecodeConfig:
 
 
 def decode_step(cfg: DecodeConfig) -> Step:
-    """The up-to-date check of one decode: every option (but ``--force``) and every input file."""
+    """The up-to-date check of one decode: every option that can change the hypotheses (not ``--force``, nor
+    the speed-only ``--num-jobs``, ``--batch-frames``, ``--device``) and every input file."""
     s = cfg.scoring
+    config = to_dict(dataclasses.replace(cfg, force=False))
+    config["decoder_config"].pop("num_jobs")
+    for speed_only in ("batch_frames", "device"):
+        config["scoring"].pop(speed_only)
     inputs: dict[str, str | Path | None] = {f"model{i}": p for i, p in enumerate(s.checkpoints())}
     inputs.update(priors=s.priors, export=Path(s.export) / "manifest.json" if s.export else None,
                   graph=Path(cfg.graph) / "HCLG.fst", words=Path(cfg.graph) / "words.txt",
                   feats=Path(s.feats) / "feats.npy", feats_index=Path(s.feats) / "index.tsv",
                   text=Path(cfg.data) / "text")
-    return Step(Path(cfg.out) / STAMP_NAME, f"decode {cfg.out}", config=dataclasses.replace(cfg, force=False),
-                inputs=inputs)
+    return Step(Path(cfg.out) / STAMP_NAME, f"decode {cfg.out}", config=config, inputs=inputs)
 
 
 def make_decoder(cfg: DecodeConfig, num_pdfs: int, frame_shift: float):

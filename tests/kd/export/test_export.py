@@ -95,6 +95,7 @@ def test_decode_export_and_external_give_the_same_wer(setup):
     # resumable: same inputs and options -> skipped (wer.json untouched); a changed option -> redone
     mtime = (root / "dec/ckpt/wer.json").stat().st_mtime_ns
     decode(root, gdir, [*model, *common], "dec/ckpt")
+    decode(root, gdir, [*model, *common], "dec/ckpt", "--num-jobs", "2", "--batch-frames", "100")  # speed only
     assert (root / "dec/ckpt/wer.json").stat().st_mtime_ns == mtime
     redone = decode(root, gdir, [*model, *common], "dec/ckpt", "--beam", "12")
     assert (root / "dec/ckpt/wer.json").stat().st_mtime_ns != mtime and redone["wer"] == ref["wer"]
