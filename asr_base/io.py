@@ -57,6 +57,19 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(f, array)
 
 
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically and byte-reproducibly: saving to a path names the zip archive's root
+    folder after the (random) temp file, so the same tensors would give different bytes on every run;
+    saving through an open file names it ``archive``. TorchScript modules go through ``torch.jit.save``."""
+    import torch  # noqa: PLC0415 - plumbing stays importable without torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if isinstance(obj, torch.jit.ScriptModule):
+            torch.jit.save(obj, f)
+        else:
+            torch.save(obj, f)
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (manifests, graph caching)."""
     h = hashlib.sha256()

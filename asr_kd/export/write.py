@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from asr_base.config import add_options, from_args, option
-from asr_base.io import atomic_path, read_json, save_npy, sha256_file, write_json
+from asr_base.io import atomic_path, read_json, save_npy, save_torch, sha256_file, write_json
 from asr_base.stamp import STAMP_NAME, Step
 from asr_kd.decoding.model_source import add_model_choice
 from asr_kd.export.load import MANIFEST
@@ -88,8 +88,7 @@ def _export_torchscript(module: LoglikeModule, path: Path) -> None:
     with warnings.catch_warnings():  # torch.jit is deprecated but is what C++/Kaldi-side users can load
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.script(module)
-    with atomic_path(path) as tmp:
-        scripted.save(str(tmp))
+    save_torch(path, scripted)
 
 
 def _versions() -> dict:

@@ -59,11 +59,10 @@ class AcousticDNN(nn.Module):
 
 def save_model(path: str | os.PathLike, model: AcousticDNN) -> None:
     """Weights + config in one file, loadable with ``torch.load(weights_only=True)``."""
-    from asr_base.io import atomic_path
+    from asr_base.io import save_torch
 
-    state = {"config": asdict(model.config), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(path, {"config": asdict(model.config),
+                      "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> AcousticDNN:

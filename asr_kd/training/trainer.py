@@ -40,7 +40,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from asr_base.config import option
-from asr_base.io import atomic_path, write_text
+from asr_base.io import save_torch, write_text
 from asr_kd.nn.losses import frame_correct, hard_ce
 from asr_kd.nn.model import StackedDNN
 from asr_kd.training.curves import plot_curves
@@ -171,8 +171,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.rank != 0:
             return
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        save_torch(self.checkpoint_path, self.state_dict())
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
         path = Path(path or self.checkpoint_path)
