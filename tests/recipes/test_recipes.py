@@ -172,3 +172,62 @@ def test_librispeech_recipe_on_local_copy(mini_run, tmp_path):
     run = tmp_path / "run"
     assert (run / "data/train/wav.scp").is_file()  # combined from the train parts
     check_run(run, ["dev-clean", "test-clean"])
+
+
+# Fields whose values are measurements of time, not results: the only bytes two runs may differ in
+# (README, "Reproducibility"). Stamps (*.stamp.json: input digests carry mtimes), exp/done/*.done (step
+# wall seconds) and the report's "Generated <date>" line and timing columns are bookkeeping, not artefacts.
+_TIMING_KEY = re.compile(r"(seconds|_s|^rtf|^rtf_.*)$")
+
+
+def _comparable(path: Path) -> bytes | object:
+    """What of a run's file must be identical between runs: JSON without its timing fields, else the bytes."""
+    if path.suffix in (".json", ".jsonl"):
+        def strip(x):
+            if isinstance(x, dict):
+                return {k: strip(v) for k, v in x.items() if not _TIMING_KEY.search(k)}
+            return [strip(v) for v in x] if isinstance(x, list) else x
+        text = path.read_text()
+        if path.suffix == ".json":
+            return strip(json.loads(text))
+        return [strip(json.loads(line)) for line in text.splitlines() if line.strip()]
+    return path.read_bytes()
+
+
+def _artefacts(run: Path) -> dict[str, object]:
+    skip = re.compile(r"(\.stamp\.json$|^exp/done/|\.log$|^exp/report\.md$|/\.[^/]+\.tmp$)")
+    return {str(p.relative_to(run)): _comparable(p) for p in sorted(run.rglob("*"))
+            if p.is_file() and not skip.search(str(p.relative_to(run)))}
+
+
+def test_mini_rerun_after_kill9_is_byte_identical(mini_run):
+    """Same options and seed, same path: a second run, killed with SIGKILL (whole process group) at a
+    random point of a random stage and then rerun to the end, leaves exactly the first run's artefacts."""
+    import random  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    d, _ = mini_run
+    reference = d.with_name(d.name + "_reference")
+    d.rename(reference)
+    seed = int(os.environ.get("ASR_KD_KILL_SEED", random.randrange(1 << 30)))  # set it to replay a failure
+    rng = random.Random(seed)
+    stage = rng.choice(["features", "align", "baseline", "teachers", "students", "decode"])
+    delay = rng.uniform(0.2, 3.0)
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.Popen(["bash", str(REPO / "recipes/mini/run.sh"), "--size", "tiny", "--dir", str(d)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    for line in proc.stderr:  # the recipe logs "stage N: <name>" when a step starts
+        if re.search(rf"stage \d+: {stage}$", line.strip()):
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=1500)
+    killed = f"(killed {delay:.1f} s into '{stage}'; replay with ASR_KD_KILL_SEED={seed})"
+    assert proc.returncode == -signal.SIGKILL, f"the recipe ended before the kill {killed}"
+    _run("recipes/mini/run.sh", "--size", "tiny", "--dir", str(d))
+    want, got = _artefacts(reference), _artefacts(d)
+    assert sorted(got) == sorted(want), f"different files {killed}"
+    differ = [name for name in want if got[name] != want[name]]
+    assert not differ, f"{len(differ)} artefacts differ {killed}: {differ[:10]}"
