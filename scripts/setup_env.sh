@@ -5,7 +5,7 @@
 #   - A virtual environment in <repo>/.venv with the package installed editable, its test extra, and
 #     every Python dependency pinned by constraints.txt.
 # Idempotent and cheap on a second run: a stamp records the hash of pyproject.toml + constraints.txt.
-# Usage: bash scripts/setup_env.sh [--no-apt]
+# Usage: bash scripts/setup_env.sh [--no-apt]   (or ASR_KD_NO_APT=1 in the environment)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,6 +13,7 @@ venv="$repo/.venv"
 python=${PYTHON:-python3}
 no_apt=false
 [ "${1:-}" = "--no-apt" ] && no_apt=true
+[ "${ASR_KD_NO_APT:-0}" = 1 ] && no_apt=true  # e.g. benchmarks/gpu_check.sh on a machine without a registry
 
 log() { printf '%s [setup_env] %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$*" >&2; }
 

@@ -176,3 +176,9 @@ def toy():
     """The toy 3-word decoding system: ``toy.build(root)`` -> (lang, tree, graph dir), ``toy.spell``,
     ``toy.state_pdfs``, ``toy.LEXICON``."""
     return SimpleNamespace(build=_build_toy, spell=_spell, state_pdfs=_state_pdfs, LEXICON=TOY_LEXICON)
+
+
+def pytest_configure(config):
+    """The ``gpu`` marker (registered here: pyproject.toml is not edited by stages): tests that need a CUDA
+    device and skip without one; ``pytest -m gpu`` runs them (benchmarks/gpu_check.sh)."""
+    config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped cleanly without one")

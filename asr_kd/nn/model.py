@@ -2,6 +2,23 @@
 
 Paper defaults: 26 frames x 40 log-mel (20 past, 5 future), 8 hidden layers x 2560 ReLU, softmax over
 ~14,000 tied states (~85M parameters).
+
+Initialisation (:func:`init_linear`, the same for :class:`AcousticDNN` and every member of a
+:class:`StackedDNN`):
+
+- hidden layers: He/Kaiming normal, fan-in, ReLU gain (``std = sqrt(2 / fan_in)``). A ReLU halves the second
+  moment of a zero-mean pre-activation, the gain 2 restores it, so the RMS of the activations stays constant
+  from layer to layer at any depth. PyTorch's default ``nn.Linear`` init (uniform, ``std = 1 / sqrt(3 fan_in)``)
+  shrinks it ~2.4x per ReLU layer: through the paper's 8 layers the input-dependent part of the logits is
+  ~1e-4 of the class-dependent part at step 0 and training stalls (issue 12);
+- output layer: LeCun normal, fan-in, gain 1 (``std = 1 / sqrt(fan_in)``): with unit-RMS hidden activations
+  the initial logits have unit scale -- input-dependent from step 0, yet small enough that the initial
+  softmax is spread over all classes (initial CE ~ ``log(num_pdfs) + 0.5``); a zero output layer would
+  block the gradient of every hidden layer on the first step and start all members of an ensemble from
+  the same logits;
+- biases: zero (the inputs are CMVN-normalised fbanks, so no layer needs an offset at start).
+
+Saved models carry their weights, so loading one (:func:`load_model`) is unaffected by the init.
 """
 
 from __future__ import annotations
@@ -36,6 +53,16 @@ class ModelConfig:
         return self.window * self.feat_dim
 
 
+def init_linear(weight: torch.Tensor, bias: torch.Tensor, output: bool, fan_in: int) -> None:
+    """Initialise one layer in place (see the module docstring): He fan-in for hidden layers, LeCun fan-in
+    for the output layer, zero bias. ``weight`` may be ``(out, in)`` (``nn.Linear``) or a stack; ``fan_in``
+    is given explicitly so both layouts draw the same distribution."""
+    std = (1.0 if output else 2.0) ** 0.5 / fan_in ** 0.5
+    with torch.no_grad():
+        weight.normal_(0.0, std)
+        bias.zero_()
+
+
 class AcousticDNN(nn.Module):
     """Feed-forward ReLU network; ``forward`` takes ``(B, window * feat_dim)`` and returns logits."""
 
@@ -49,6 +76,15 @@ class AcousticDNN(nn.Module):
             d = config.hidden_dim
         self.hidden = nn.Sequential(*layers)
         self.output = nn.Linear(d, config.num_pdfs)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He init of the hidden layers, LeCun init of the output layer, zero biases (module docstring)."""
+        for lin in self.linears():
+            init_linear(lin.weight, lin.bias, lin is self.output, lin.in_features)
+
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self.modules() if isinstance(m, nn.Linear)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.hidden(x))
@@ -82,7 +118,9 @@ class StackedDNN(nn.Module):
     temperature).
     """
 
-    def __init__(self, config: ModelConfig, num_members: int):
+    def __init__(self, config: ModelConfig, num_members: int, init: bool = True):
+        """``init``: draw fresh weights (the members' init, module docstring); ``False`` leaves them
+        uninitialised for a caller that fills them (:meth:`from_members`, a checkpoint)."""
         super().__init__()
         self.config = config
         self.num_members = num_members
@@ -90,14 +128,18 @@ class StackedDNN(nn.Module):
         self.weights = nn.ParameterList(
             [nn.Parameter(torch.empty(num_members, a, b)) for a, b in zip(dims[:-1], dims[1:])])
         self.biases = nn.ParameterList([nn.Parameter(torch.empty(num_members, b)) for b in dims[1:]])
+        if init:
+            last = len(self.weights) - 1
+            for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+                init_linear(w, b, layer == last, w.shape[1])
 
     @classmethod
     def from_members(cls, members: list[AcousticDNN]) -> "StackedDNN":
         config = members[0].config
         if any(m.config != config for m in members):
             raise ValueError("all stacked members must share one ModelConfig")
-        stack = cls(config, len(members))
-        linears = [[m for m in member.modules() if isinstance(m, nn.Linear)] for member in members]
+        stack = cls(config, len(members), init=False)
+        linears = [member.linears() for member in members]
         with torch.no_grad():
             for layer in range(len(stack.weights)):
                 stack.weights[layer].copy_(torch.stack([lin[layer].weight.t() for lin in linears]))
@@ -116,7 +158,7 @@ class StackedDNN(nn.Module):
 
     def member(self, i: int) -> AcousticDNN:
         model = AcousticDNN(self.config)
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        linears = model.linears()
         with torch.no_grad():
             for lin, w, b in zip(linears, self.weights, self.biases):
                 lin.weight.copy_(w[i].t())

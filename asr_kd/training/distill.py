@@ -100,7 +100,9 @@ class DistillObjective:
         else:
             teacher = self.teachers.probs(x, self.temperatures)  # (len(T), B, P), one teacher pass
         soft = "logit-matching" if self.loss == "logit-matching" else "ce"
-        return distillation_loss(logits, teacher, labels, self._t.to(logits.device), self.hard_weight, soft)
+        if self._t.device != logits.device:  # once: no host-to-device copy per step
+            self._t = self._t.to(logits.device)
+        return distillation_loss(logits, teacher, labels, self._t, self.hard_weight, soft)
 
 
 def distill(opts: StageOptions, cfg: DistillConfig) -> int:

@@ -167,8 +167,16 @@ class FrameSampler:
         self.steps_per_epoch = frames // batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch size {batch_size} exceeds the {frames} usable frames of an epoch")
+        self.device = torch.device("cpu")
         self._epoch = None
         self._orders: list[torch.Tensor] = []
+
+    def to(self, device: str | torch.device) -> "FrameSampler":
+        """Keep each epoch's frame order on ``device``: batches are then slices of a device tensor, with no
+        host-to-device copy per step (the order itself is still drawn on the CPU: same frames anywhere)."""
+        self.device = torch.device(device)
+        self._epoch, self._orders = None, []
+        return self
 
     def _order(self, epoch: int) -> list[torch.Tensor]:
         if self._epoch != epoch:
@@ -176,7 +184,7 @@ class FrameSampler:
             for pool, seed in zip(self.pools, self.seeds):
                 g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
                 need = self.steps_per_epoch * self.batch_size
-                self._orders.append(pool[torch.randperm(pool.numel(), generator=g)[:need]])
+                self._orders.append(pool[torch.randperm(pool.numel(), generator=g)[:need]].to(self.device))
             self._epoch = epoch
         return self._orders
 

@@ -5,13 +5,44 @@ beats the member's best (else the trainer restores the best weights). Once the g
 below ``halving_start`` (absolute %) the learning rate is halved, and from then on halved after every epoch
 until the gain drops below ``halving_stop`` (not before ``min_epochs``): the member stops. A member also
 stops after ``epochs``; a stopped member has learning rate 0 and keeps its best weights.
+
+Large minibatches (:func:`scaled_lr`, :func:`warmup_factor`): the initial learning rate is given for a
+reference batch (``--lr-base-batch``, 256 frames: the paper's era of SGD) and scaled with the batch --
+``linear`` (Goyal et al. 2017, "Accurate, large minibatch SGD": ``k`` times the batch, ``k`` times the
+step, so an epoch moves the weights about as far with ``k`` times fewer steps) or ``sqrt`` (keeps the
+variance of the update per frame; more conservative) -- and reached by a linear warm-up over the first
+``--warmup-steps`` steps, which keeps the large early steps from blowing up a freshly initialised net.
+Newbob then halves the scaled rate as usual.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
+
+LrScaling = Literal["none", "linear", "sqrt"]
+LR_SCALINGS = get_args(LrScaling)
+
+
+def scaled_lr(lr: float, batch_size: int, base_batch: int, scaling: str) -> float:
+    """The initial learning rate for ``batch_size`` given ``lr`` at ``base_batch`` (module docstring)."""
+    k = batch_size / base_batch
+    if scaling == "none":
+        return lr
+    if scaling == "linear":
+        return lr * k
+    if scaling == "sqrt":
+        return lr * math.sqrt(k)
+    raise ValueError(f"unknown learning-rate scaling {scaling!r}; choose from {LR_SCALINGS}")
+
+
+def warmup_factor(global_step: int, warmup_steps: int) -> float:
+    """Multiplier of the learning rate at (0-based) ``global_step``: ``(step + 1) / warmup`` up to 1."""
+    if warmup_steps <= 0 or global_step >= warmup_steps:
+        return 1.0
+    return (global_step + 1) / warmup_steps
 
 
 class Newbob:

@@ -46,7 +46,7 @@ from asr_kd.nn.model import StackedDNN
 from asr_kd.training.curves import plot_curves
 from asr_kd.training.frame_accuracy import count_correct
 from asr_kd.training.frame_data import FrameSampler, FrameSplit
-from asr_kd.training.newbob import Newbob
+from asr_kd.training.newbob import LrScaling, Newbob, scaled_lr, warmup_factor
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,11 @@ class TrainConfig:
     epochs: int = option(12, help="maximum epochs")
     min_epochs: int = option(2, help="no early stop before this many epochs")
     batch_size: int = option(256, help="global minibatch (frames per member per step)")
-    lr: float = option(0.02, help="initial SGD learning rate")
+    lr: float = option(0.02, help="initial SGD learning rate (at --lr-base-batch frames with --lr-scaling)")
+    lr_scaling: LrScaling = option("none", help="scale --lr with --batch-size / --lr-base-batch: none, linear "
+                                                "or sqrt (large minibatches; asr_kd.training.newbob)")
+    lr_base_batch: int = option(256, help="the batch size --lr is given for (with --lr-scaling)")
+    warmup_steps: int = option(0, help="linear learning-rate warm-up over the first steps (0: none)")
     momentum: float = option(0.9, help="SGD momentum")
     weight_decay: float = option(0.0, help="L2 weight decay")
     halving_start: float = option(0.5, help="newbob: start halving the lr once the dev frame-accuracy gain "
@@ -107,10 +111,12 @@ class Trainer:
         if len(sampler.pools) not in (1, m):
             raise ValueError(f"sampler has {len(sampler.pools)} pools for {m} members")
         self.shared_input = len(sampler.pools) == 1
+        sampler.to(self.device)  # batches as slices of a device tensor: no host round trip per step
         self.params = list(model.parameters())
         self.momentum = [torch.zeros_like(p) for p in self.params]
         self.best = [p.detach().clone() for p in self.params]
-        self.schedule = Newbob(m, config.lr, self.device)
+        self.schedule = Newbob(m, scaled_lr(config.lr, config.batch_size, config.lr_base_batch, config.lr_scaling),
+                               self.device)
         self.epoch = 0
         self.step = 0  # next step within self.epoch
         self.global_step = 0
@@ -227,10 +233,11 @@ class Trainer:
             p.grad = None
         losses.sum().backward()
         with torch.no_grad():
+            lr = self.schedule.lr * warmup_factor(self.global_step, self.cfg.warmup_steps)
             for p, buf in zip(self.params, self.momentum):
                 g = p.grad if not self.cfg.weight_decay else p.grad.add(p, alpha=self.cfg.weight_decay)
                 buf.mul_(self.cfg.momentum).add_(g)
-                p.sub_(self.schedule.lr.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1)) * buf)
+                p.sub_(lr.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1)) * buf)
             d = losses.detach().to(torch.float64)
             self.acc_sums[0] += d
             self.acc_sums[1] += frame_correct(logits.detach(), labels).to(torch.float64)
