@@ -20,6 +20,20 @@ import torch
 from asr_base.io import read_json, sha256_file
 
 MANIFEST = "manifest.json"
+# CMVN for speakers without training statistics (asr-kd transcribe's default; measured on the mini test
+# set, see asr_kd.decoding.transcribe_audio); recorded in feature_config.json as "cmvn_unseen".
+DEFAULT_UNSEEN_CMVN = "speaker"
+TRAIN_CMVN_MODES = ("speaker_mean_var", "speaker_mean", "none")
+
+
+def expected_cmvn(feature_config: dict) -> dict:
+    """Which CMVN an export's model expects: ``train`` (the store's mode it was trained on: mean and variance,
+    mean only, or none) and ``unseen`` (the mode to use for new speakers). Exports written before
+    ``cmvn_unseen`` was recorded get :data:`DEFAULT_UNSEEN_CMVN`; before ``cmvn``, ``speaker_mean_var``."""
+    train = feature_config.get("cmvn", "speaker_mean_var")
+    if train not in TRAIN_CMVN_MODES:
+        raise ValueError(f"feature_config.json: unknown CMVN mode {train!r} (expected one of {TRAIN_CMVN_MODES})")
+    return {"train": train, "unseen": feature_config.get("cmvn_unseen", DEFAULT_UNSEEN_CMVN)}
 
 
 @dataclass
