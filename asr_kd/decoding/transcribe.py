@@ -12,12 +12,9 @@ Output: the transcripts in Kaldi ``text`` format (``utt-id words...``) on stdout
 that could not be transcribed, with the reason: unreadable, empty, multi-channel, wrong-rate, too short,
 no path through the graph). The rest is always transcribed; the exit status is 1 only when nothing was.
 
-Word times come from the decoder's best path: the graph's output (word) labels say at which frame each
-word was emitted, the per-frame pdfs say which frames are silence (pdfs of the export's silence phones,
-from ``final.mdl``); a word spans from its label's frame to the next word's, with silence frames at either
-end cut off. Determinization may emit a word label a few frames into the word, so the times are
-approximate at word onsets (Kaldi's exact ``lattice-align-words`` needs word-position phones, which our
-lang dirs do not have).
+Word times (CTM) come from the decoder's best path (see :mod:`asr_kd.decoding.word_times`): per-frame
+pdfs -> phones (the export's ``final.mdl``) -> words (the export's ``lexicon.txt``), as Kaldi's
+``lattice-align-words-lexicon``; without a lexicon, from the frames of the graph's word labels (approximate).
 """
 
 from __future__ import annotations
@@ -30,12 +27,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 
 from asr_base.config import add_options, from_args, option
 from asr_base.io import write_text
 from asr_kd.decoding.decoder import DecodeOutput, DecoderConfig, decode_all, read_words
 from asr_kd.decoding.transcribe_audio import extract, normalise, read_utt2spk, resolve_inputs
+from asr_kd.decoding.word_times import PdfInfo, read_lexicon, word_times
 from asr_kd.export.load import expected_cmvn, load_export
 
 log = logging.getLogger(__name__)
@@ -55,63 +52,32 @@ class TranscribeConfig:
     cmvn_center: bool = option(True, help="sliding window centred on the frame (--no-cmvn-center: only past "
                                           "frames, as online decoding)")
     resample: bool = option(False, help="resample audio at another rate (default: skip it, listed)")
+    lexicon: str | None = option(None, help="lexicon for CTM word times (default: the export's lexicon.txt)")
     backend: Literal["torchscript", "onnx"] = option("torchscript", help="which exported model runs")
     jobs: int = option(1, help="processes for features and for decoding")
 
 
-def word_times(result, num_frames: int, silence_pdfs: np.ndarray) -> list[tuple[int, int]]:
-    """``(first frame, end frame)`` of every word of a decode result (see module doc)."""
-    f = np.asarray(result.word_frames, dtype=np.int64)
-    if f.size == 0:
-        return []
-    starts = f.copy()
-    starts[0] = 0
-    ends = np.append(f[1:], num_frames)
-    pdfs = result.frame_pdfs
-    if pdfs is None or len(pdfs) != num_frames:
-        return list(zip(starts.tolist(), ends.tolist()))
-    speech = ~silence_pdfs[np.clip(pdfs, 0, len(silence_pdfs) - 1)]
-    pos = np.flatnonzero(speech)
-    if pos.size == 0:  # nothing but silence on the best path: the raw spans
-        return list(zip(starts.tolist(), ends.tolist()))
-    before = np.concatenate([[0], np.cumsum(speech)])  # speech frames before frame t
-    k0 = before[starts]
-    k1 = before[ends] - 1
-    has = (k0 < len(pos)) & (k1 >= k0)
-    first = np.where(has, pos[np.minimum(k0, len(pos) - 1)], starts)
-    last = np.where(has, pos[np.clip(k1, 0, len(pos) - 1)] + 1, ends)
-    return list(zip(first.tolist(), last.tolist()))
+def pdf_info(cfg: "TranscribeConfig", num_pdfs: int) -> tuple[PdfInfo, dict | None]:
+    """What the pdfs are (from the export's final.mdl, phones.txt, silence_phones.txt) and the lexicon."""
+    exp = Path(cfg.export)
+    lex_path = Path(cfg.lexicon) if cfg.lexicon else exp / "lexicon.txt"
+    lexicon = read_lexicon(lex_path) if lex_path.is_file() else None
+    if not ((exp / "final.mdl").is_file() and (exp / "phones.txt").is_file()):
+        log.warning("%s has no final.mdl/phones.txt: CTM word times from word labels only", exp)
+        return PdfInfo.empty(num_pdfs), lexicon
+    sil = exp / "silence_phones.txt"
+    silence = sil.read_text(encoding="utf-8").split() if sil.is_file() else ["SIL"]
+    if lexicon is None:
+        log.warning("no lexicon (%s): CTM word times from word labels, approximate at word onsets", lex_path)
+    return PdfInfo.load(exp / "final.mdl", exp / "phones.txt", silence, num_pdfs), lexicon
 
 
-def silence_pdf_mask(export_dir: Path, num_pdfs: int) -> np.ndarray:
-    """True for pdfs used only by silence phones (``silence_phones.txt`` of the export, else ``SIL``)."""
-    mask = np.zeros(num_pdfs, bool)
-    mdl, phones_txt = export_dir / "final.mdl", export_dir / "phones.txt"
-    if not (mdl.is_file() and phones_txt.is_file()):
-        log.warning("%s has no final.mdl/phones.txt: CTM word times are not trimmed at silence", export_dir)
-        return mask
-    from data_prep.align.hmm import read_final_mdl
-
-    phones = dict(line.split()[:2] for line in phones_txt.read_text(encoding="utf-8").splitlines() if line.strip())
-    sil_file = export_dir / "silence_phones.txt"
-    names = sil_file.read_text(encoding="utf-8").split() if sil_file.is_file() else ["SIL"]
-    sil_ids = {int(phones[n]) for n in names if n in phones}
-    tup = read_final_mdl(mdl).tuples  # (phone, hmm state, forward pdf, self-loop pdf)
-    is_sil = np.isin(tup[:, 0], list(sil_ids))
-    used_sil = np.zeros(num_pdfs, bool)
-    used_other = np.zeros(num_pdfs, bool)
-    for col in (2, 3):
-        used_sil[tup[is_sil, col]] = True
-        used_other[tup[~is_sil, col]] = True
-    mask[:] = used_sil & ~used_other
-    return mask
-
-
-def ctm_lines(out: DecodeOutput, frame_shift: float, silence_pdfs: np.ndarray) -> list[str]:
+def ctm_lines(out: DecodeOutput, frame_shift: float, info: PdfInfo, lexicon: dict | None) -> list[str]:
     lines = []
     for utt in sorted(out.hyps):
         r = out.results[utt]
-        for word, (a, b) in zip(out.hyps[utt], word_times(r, r.num_frames, silence_pdfs)):
+        spans = word_times(out.hyps[utt], r.word_frames, r.frame_pdfs, r.num_frames, info, lexicon)
+        for word, (a, b) in zip(out.hyps[utt], spans):
             lines.append(f"{utt} 1 {a * frame_shift:.2f} {(b - a) * frame_shift:.2f} {word}\n")
     return lines
 
@@ -168,13 +134,13 @@ def transcribe(cfg: TranscribeConfig, decoder: DecoderConfig = DecoderConfig()) 
     return Transcripts(out, skipped, float(fc["frame_shift_ms"]) / 1000.0, mode)
 
 
-def write_outputs(t: Transcripts, out_dir: Path, silence_pdfs: np.ndarray) -> None:
+def write_outputs(t: Transcripts, out_dir: Path, info: PdfInfo, lexicon: dict | None) -> None:
     """``text``, ``ctm`` and ``skipped.tsv`` in ``out_dir`` (atomic writes)."""
     from data_prep.corpus.skipped import skipped_tsv
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "text", "".join(f"{u} {' '.join(w)}\n" for u, w in sorted(t.out.hyps.items())))
-    write_text(out_dir / "ctm", "".join(ctm_lines(t.out, t.frame_shift, silence_pdfs)))
+    write_text(out_dir / "ctm", "".join(ctm_lines(t.out, t.frame_shift, info, lexicon)))
     write_text(out_dir / "skipped.tsv", skipped_tsv(t.skipped))
 
 
@@ -203,8 +169,7 @@ def main(args: argparse.Namespace) -> int:
     for utt, path, reason in t.skipped:
         log.warning("not transcribed: %s (%s): %s", utt, path, reason)
     if cfg.out:
-        num_pdfs = _num_pdfs(Path(cfg.graph))
-        write_outputs(t, Path(cfg.out), silence_pdf_mask(Path(cfg.export), num_pdfs))
+        write_outputs(t, Path(cfg.out), *pdf_info(cfg, _num_pdfs(Path(cfg.graph))))
     return 0 if t.out.hyps else 1
 
 

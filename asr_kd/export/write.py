@@ -13,7 +13,8 @@ Directory layout::
     feature_config.json fbank options + CMVN mode (training; ``cmvn_unseen``: for new speakers, asr-kd
                         transcribe) + context window + frame shift (from the feature store)
     cmvn.npz            per-speaker train CMVN stats (+ global_stats: their sum, for unseen speakers)
-    tree final.mdl phones.txt words.txt silence_phones.txt num_pdfs    the tied-state inventory (when available)
+    tree final.mdl phones.txt words.txt silence_phones.txt lexicon.txt num_pdfs    the tied-state inventory
+                        and the lexicon (CTM word times; when available)
     manifest.json       versions, sha256 of every file, source checkpoints, verification results
     .stamp.json         options + input digests (asr_base.stamp): an unchanged export is not redone
 
@@ -71,7 +72,8 @@ class ExportConfig:
         if self.lang:
             out.update({"phones.txt": str(Path(self.lang) / "phones.txt"),
                         "words.txt": str(Path(self.lang) / "words.txt"),
-                        "silence_phones.txt": str(Path(self.lang) / "phones" / "optional_silence.txt")})
+                        "silence_phones.txt": str(Path(self.lang) / "phones" / "optional_silence.txt"),
+                        "lexicon.txt": str(Path(self.lang) / "lexicon.txt")})
         return out
 
 

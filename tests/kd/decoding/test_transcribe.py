@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr_kd.decoding.decoder import DecodeResult
-from asr_kd.decoding.transcribe import word_times
 from asr_kd.decoding.transcribe_audio import load_features, normalise, resolve_inputs, sliding_cmvn
+from asr_kd.decoding.word_times import PdfInfo, phone_segments, word_times
 from asr_kd.export.load import DEFAULT_UNSEEN_CMVN, expected_cmvn
 from data_prep.features.fbank_extract import FbankConfig
 
@@ -88,11 +87,24 @@ def test_export_cmvn_record_and_old_exports():
         expected_cmvn({"cmvn": "global_magic"})
 
 
-def test_word_times_from_labels_and_silence_frames():
-    sil = np.array([True, False, False])  # pdf 0 is silence
-    pdfs = np.array([0] * 5 + [1] * 3 + [0] * 2 + [2] * 5 + [0] * 5, dtype=np.int32)
-    r = DecodeResult("u", [7, 8], 20, word_frames=[6, 10], frame_pdfs=pdfs)
-    assert word_times(r, 20, sil) == [(5, 8), (10, 15)]
-    all_sil = DecodeResult("u", [7], 4, word_frames=[2], frame_pdfs=np.zeros(4, np.int32))
-    assert word_times(all_sil, 4, sil) == [(0, 4)]  # nothing but silence: the raw span
-    assert word_times(DecodeResult("u", [], 4, word_frames=[], frame_pdfs=np.zeros(4, np.int32)), 4, sil) == []
+def _info() -> PdfInfo:
+    """pdf 0: SIL; pdfs 1-3: phone A states 0-2; pdfs 4-6: phone B states 0-2."""
+    return PdfInfo(np.array([1, 2, 2, 2, 3, 3, 3], np.int32), np.array([0, 0, 1, 2, 0, 1, 2], np.int32),
+                   np.array([True] + [False] * 6), {1: "SIL", 2: "A", 3: "B"})
+
+
+def test_word_times_from_phones_and_lexicon():
+    info = _info()
+    # SIL | A A(repeated: state goes back) | SIL | B A
+    pdfs = np.array([0, 0, 1, 2, 3, 1, 1, 2, 3, 0, 0, 4, 5, 6, 1, 2, 3, 3, 0, 0], np.int32)
+    starts, ends, phones = phone_segments(pdfs, info)
+    assert starts.tolist() == [0, 2, 5, 9, 11, 14, 18] and phones.tolist() == [1, 2, 2, 1, 3, 2, 1]
+    lex = {"AA": [("A", "A")], "BA": [("B", "A"), ("B",)], "X": [("A",)]}
+    # label frames as determinization may put them (late in the word): the lexicon gives the real spans
+    assert word_times(["AA", "BA"], [6, 16], pdfs, 20, info, lex) == [(2, 9), (11, 18)]
+    assert word_times(["X", "X", "BA"], [2, 5, 11], pdfs, 20, info, lex) == [(2, 5), (5, 9), (11, 18)]
+    # no lexicon (or phones that do not match it): from the label frames, silence trimmed at both ends
+    assert word_times(["AA", "BA"], [6, 16], pdfs, 20, info) == [(2, 16), (16, 18)]
+    assert word_times(["X", "BA"], [6, 16], pdfs, 20, info, lex) == [(2, 16), (16, 18)]
+    assert word_times(["AA"], [2], np.zeros(4, np.int32), 4, info) == [(0, 4)]  # only silence: the raw span
+    assert word_times([], [], pdfs, 20, info, lex) == []
