@@ -22,7 +22,7 @@ from asr_base.io import read_json, sha256_file
 MANIFEST = "manifest.json"
 # CMVN for speakers without training statistics (asr-kd transcribe's default; measured on the mini test
 # set, see asr_kd.decoding.transcribe_audio); recorded in feature_config.json as "cmvn_unseen".
-DEFAULT_UNSEEN_CMVN = "speaker"
+DEFAULT_UNSEEN_CMVN = "utterance"
 TRAIN_CMVN_MODES = ("speaker_mean_var", "speaker_mean", "none")
 
 
