@@ -16,6 +16,7 @@ COMMANDS = [
     ("decode", "asr_kd.decoding.decode", "decode with a model through a decoder hook and score WER"),
     ("list-models", "asr_kd.decoding.list_models", "the decodable systems of a run with their model options"),
     ("loglikes", "asr_kd.decoding.loglikes", "write pseudo-log-likelihoods of a model as a Kaldi ark"),
+    ("transcribe", "asr_kd.decoding.transcribe", "transcribe audio files with an export dir and a graph dir"),
     ("export", "asr_kd.export.write", "export a model for a decoder (TorchScript + ONNX + priors + config)"),
     ("report", "asr_kd.report.stage", "write report.md and plots from a run's logs"),
 ]

@@ -7,6 +7,11 @@ log-likelihood matrices with Gaussian noise so that the search has real competit
 10 ms frames. The same-run references: LG build time for the graph, the default beam (13) for decoding.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_decode.py [--words 2000] [--beams 8 10 13 16]
+
+With ``--export EXP/export --graph EXP/graph --feats DATA/fbank/test --text DATA/test/text`` it measures a real
+run instead: the export scores the split's feature store once, then every beam decodes the same
+log-likelihoods (``--max-active`` fixed); it prints RTF (decoding wall time / audio time, and CPU time of
+the decoder processes) and WER per beam, and with ``--plot FILE.png`` draws the RTF-WER curve.
 """
 
 from __future__ import annotations
@@ -51,7 +56,17 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=2.0, help="std of the log-likelihood noise")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--export", default=None, help="real mode: export dir")
+    ap.add_argument("--graph", default=None, help="real mode: graph dir")
+    ap.add_argument("--feats", default=None, help="real mode: feature store of the split")
+    ap.add_argument("--text", default=None, help="real mode: the split's Kaldi text")
+    ap.add_argument("--max-active", type=int, default=7000)
+    ap.add_argument("--acoustic-scale", type=float, default=0.1)
+    ap.add_argument("--plot", default=None, help="real mode: RTF-WER curve PNG")
     a = ap.parse_args()
+    if a.export:
+        real_run(a)
+        return
     rng = np.random.default_rng(a.seed)
     from data_prep.lang.lang_dir import write_lang_dir
 
@@ -116,6 +131,57 @@ def main() -> None:
         for beam, dt, wer, nf in rows_out:
             print(f"beam {beam:5.1f}: {frames / dt:9.0f} frames/s, RTF {dt / (frames / 100):.4f}, "
                   f"ratio to beam 13: {dt / base:.2f}, WER {wer:.2f}%, failed {nf}")
+
+
+def real_run(a) -> None:
+    """RTF and WER per beam on a real split (see module doc)."""
+    import resource
+
+    from asr_kd.decoding.wer import compute_wer
+    from asr_kd.export.load import load_export
+    from data_prep.features.store import FeatureStore
+
+    store = FeatureStore.open(a.feats)
+    model = load_export(a.export)
+    t0 = time.perf_counter()
+    items = dict(iter(model.scorer(store)))
+    t_score = time.perf_counter() - t0
+    refs = {ln.split(maxsplit=1)[0]: (ln.split(maxsplit=1) + [""])[1] for ln in Path(a.text).read_text().splitlines()}
+    audio = store.num_frames * store.frame_shift
+    print(f"{len(items)} utterances, {audio:.1f} s of audio; scoring (once) {t_score:.1f} s; "
+          f"max-active {a.max_active}, acoustic scale {a.acoustic_scale}, {a.jobs} job(s)")
+    rows = []
+    for beam in sorted(set(a.beams)):
+        cfg = DecoderConfig(beam=beam, max_active=a.max_active, acoustic_scale=a.acoustic_scale, num_jobs=a.jobs)
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        u0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        out = decode_matrices(a.graph, items, cfg)
+        dt = time.perf_counter() - t0
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        u1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) + (u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime)
+        w = compute_wer({u: refs[u] for u in items}, out.hyps, failures=out.failures)
+        rows.append((beam, dt / audio, cpu / audio, w.total.wer, len(out.failures)))
+        print(f"beam {beam:5.1f}: RTF {dt / audio:.4f} (CPU {cpu / audio:.4f}), WER {w.total.wer:.2f}%, "
+              f"failed {len(out.failures)}", flush=True)
+    if a.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot([r[2] for r in rows], [r[3] for r in rows], "o-")
+        for r in rows:
+            ax.annotate(f"beam {r[0]:g}", (r[2], r[3]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel("decoder CPU time / audio time (RTF, one core)")
+        ax.set_ylabel("WER (%)")
+        ax.set_title(f"{Path(a.feats).name}: WER vs decoding speed")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=120)
+        print(f"curve -> {a.plot}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ class DecodeResult:
     beam: float = 0.0
     cost: float = math.nan  # total (graph + scaled acoustic) cost of the best path
     word_frames: list[int] | None = None  # frame at which each word label was emitted on the best path
+    frame_pdfs: np.ndarray | None = None  # int32 (num_frames,) pdf of every frame on the best path (word times)
 
     @property
     def ok(self) -> bool:
@@ -117,10 +118,17 @@ def check_matrix(m: np.ndarray, num_pdfs: int) -> str:
 def best_path_words(lattice) -> tuple[list[int], list[int], float]:
     """Output labels, the frame at which each was emitted, and the total cost of a linear best-path
     lattice (kaldifst.Lattice). Arcs with a non-zero input label consume one frame."""
+    words, frames, _, cost = best_path_alignment(lattice)
+    return words, frames, cost
+
+
+def best_path_alignment(lattice) -> tuple[list[int], list[int], np.ndarray, float]:
+    """:func:`best_path_words` plus the pdf of every frame (input label - 1 of the graph's pdf+1 labels):
+    the alignment that word times (CTM) are read from. One pass over the arcs of the linear lattice."""
     words: list[int] = []
     frames: list[int] = []
+    ilabels: list[int] = []
     cost = 0.0
-    t = 0
     s = lattice.start
     for _ in range(lattice.num_states + 1):
         if s < 0:
@@ -133,11 +141,12 @@ def best_path_words(lattice) -> tuple[list[int], list[int], float]:
         a = it.value
         if a.olabel:
             words.append(int(a.olabel))
-            frames.append(t)
-        t += a.ilabel != 0
+            frames.append(len(ilabels))
+        if a.ilabel:
+            ilabels.append(a.ilabel)
         cost += a.weight.value1 + a.weight.value2
         s = a.nextstate
-    return words, frames, cost
+    return words, frames, np.asarray(ilabels, dtype=np.int32) - 1, cost
 
 
 class WfstDecoder:
@@ -176,8 +185,8 @@ class WfstDecoder:
             ok, lat = dec.get_best_path()
             if not ok:
                 continue
-            words, frames, cost = best_path_words(lat)
-            return DecodeResult(utt, words, m.shape[0], "ok" if i == 0 else "retried", "", beam, cost, frames)
+            words, frames, pdfs, cost = best_path_alignment(lat)
+            return DecodeResult(utt, words, m.shape[0], "ok" if i == 0 else "retried", "", beam, cost, frames, pdfs)
         return DecodeResult(utt, None, m.shape[0], "failed",
                             f"no token reached a final state (beams tried: {', '.join(f'{b:g}' for b in beams)})")
 

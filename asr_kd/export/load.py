@@ -20,6 +20,22 @@ import torch
 from asr_base.io import read_json, sha256_file
 
 MANIFEST = "manifest.json"
+# CMVN for speakers without training statistics (asr-kd transcribe's default), recorded in
+# feature_config.json as "cmvn_unseen". Per utterance: the transcript of a file does not depend on which other
+# files come with it, and on the mini test set it cost +0.7 WER points against per-speaker CMVN (sliding 600
+# frames centred +0.8, past-only sliding +5.0, all files as one speaker +22.7; benchmarks/bench_transcribe_cmvn.py).
+DEFAULT_UNSEEN_CMVN = "utterance"
+TRAIN_CMVN_MODES = ("speaker_mean_var", "speaker_mean", "none")
+
+
+def expected_cmvn(feature_config: dict) -> dict:
+    """Which CMVN an export's model expects: ``train`` (the store's mode it was trained on: mean and variance,
+    mean only, or none) and ``unseen`` (the mode to use for new speakers). Exports written before
+    ``cmvn_unseen`` was recorded get :data:`DEFAULT_UNSEEN_CMVN`; before ``cmvn``, ``speaker_mean_var``."""
+    train = feature_config.get("cmvn", "speaker_mean_var")
+    if train not in TRAIN_CMVN_MODES:
+        raise ValueError(f"feature_config.json: unknown CMVN mode {train!r} (expected one of {TRAIN_CMVN_MODES})")
+    return {"train": train, "unseen": feature_config.get("cmvn_unseen", DEFAULT_UNSEEN_CMVN)}
 
 
 @dataclass

@@ -10,9 +10,11 @@ Directory layout::
     model.ts            TorchScript (torch.jit.load; no asr_kd code needed)
     model.onnx          ONNX (onnxruntime), input "feats" (B, T, D) float32 -> output "loglikes" (B, T, P)
     log_priors.npy      float32 (P,) the log priors subtracted inside (for posteriors: loglikes + log_priors)
-    feature_config.json fbank options + CMVN mode + context window + frame shift (from the feature store)
+    feature_config.json fbank options + CMVN mode (training; ``cmvn_unseen``: for new speakers, asr-kd
+                        transcribe) + context window + frame shift (from the feature store)
     cmvn.npz            per-speaker train CMVN stats (+ global_stats: their sum, for unseen speakers)
-    tree final.mdl phones.txt words.txt num_pdfs    the tied-state inventory (when available)
+    tree final.mdl phones.txt words.txt silence_phones.txt lexicon.txt num_pdfs    the tied-state inventory
+                        and the lexicon (CTM word times; when available)
     manifest.json       versions, sha256 of every file, source checkpoints, verification results
     .stamp.json         options + input digests (asr_base.stamp): an unchanged export is not redone
 
@@ -39,7 +41,7 @@ from asr_base.config import add_options, from_args, option
 from asr_base.io import atomic_path, read_json, save_npy, save_torch, sha256_file, write_json
 from asr_base.stamp import STAMP_NAME, Step
 from asr_kd.decoding.model_source import add_model_choice
-from asr_kd.export.load import MANIFEST
+from asr_kd.export.load import DEFAULT_UNSEEN_CMVN, MANIFEST
 from asr_kd.export.loglike_module import LoglikeModule
 from asr_kd.export.verify import onnx_max_abs_diff, torchscript_fresh_process_diff
 from asr_kd.nn.model_dirs import FINAL, member_dirs
@@ -69,7 +71,9 @@ class ExportConfig:
         out = {"tree": self.tree, "final.mdl": self.final_mdl}
         if self.lang:
             out.update({"phones.txt": str(Path(self.lang) / "phones.txt"),
-                        "words.txt": str(Path(self.lang) / "words.txt")})
+                        "words.txt": str(Path(self.lang) / "words.txt"),
+                        "silence_phones.txt": str(Path(self.lang) / "phones" / "optional_silence.txt"),
+                        "lexicon.txt": str(Path(self.lang) / "lexicon.txt")})
         return out
 
 
@@ -132,6 +136,7 @@ def _feature_config(cfg: ExportConfig, mc, out: Path) -> dict:
         "window": mc.window, "frame_shift_ms": frame_shift_ms, "frame_length_ms": meta.get("frame_length_ms", 25),
         "fbank": {k: v for k, v in meta.items() if k not in ("num_frames", "num_utts")},
         "cmvn": meta.get("cmvn", "speaker_mean_var"),
+        "cmvn_unseen": DEFAULT_UNSEEN_CMVN,  # asr-kd transcribe --cmvn auto
         "input": "CMVN-normalised log-mel fbank (T, feat_dim) or (B, T, feat_dim); edges replicated",
         "output": "unscaled log p(s|x) - log p(s), (T, num_pdfs); apply the acoustic scale in the decoder",
     }

@@ -174,6 +174,70 @@ def test_librispeech_recipe_on_local_copy(mini_run, tmp_path):
     check_run(run, ["dev-clean", "test-clean"])
 
 
+def _kaldi_table(path: Path) -> dict[str, list[str]]:
+    return {ln.split()[0]: ln.split()[1:] for ln in path.read_text().splitlines() if ln.strip()}
+
+
+def test_transcribe_from_export_and_graph_alone(mini_run, tmp_path):
+    """`asr-kd transcribe` in a fresh process, from exp/export + exp/graph alone (no data dir, no store):
+    with the split's speakers (per-speaker CMVN as in training) it says what `asr-kd decode` of the same model
+    said; one FLAC alone gets its words too; bad audio is listed with its reason and the rest transcribed."""
+    import soundfile as sf  # noqa: PLC0415
+
+    d, _ = mini_run
+    exp, test = d / "exp", d / "data/test"
+    best = json.loads((exp / "students/best.json").read_text())["best"]
+    decoded = _kaldi_table(exp / f"decode/student_{best}/test/hyp.txt")
+    dc = json.loads((exp / f"decode/student_{best}/test/wer.json").read_text())["config"]["decoder_config"]
+    wav = {u: spec[0] for u, spec in _kaldi_table(test / "wav.scp").items()}
+    sf.write(tmp_path / "stereo.wav", np.zeros((16000, 2)), 16000)
+    sf.write(tmp_path / "eight_k.wav", 0.01 * np.random.default_rng(0).standard_normal(8000), 8000)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    base = [str(REPO / ".venv/bin/asr-kd"), "transcribe", "--export", str(exp / "export"), "--graph", str(exp / "graph"),
+            "--beam", str(dc["beam"]), "--max-active", str(dc["max_active"]), "--acoustic-scale", str(dc["acoustic_scale"])]
+    proc = subprocess.run([*base, "--cmvn", "speaker", "--utt2spk", str(test / "utt2spk"), "--jobs", "2",
+                           "--out", str(tmp_path / "out"), str(test / "wav.scp"), str(tmp_path / "stereo.wav"),
+                           str(tmp_path / "eight_k.wav")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = {ln.split()[0]: ln.split()[1:] for ln in proc.stdout.splitlines()}
+    assert set(printed) == set(decoded) == set(wav)
+    same = sum(printed[u] == decoded[u] for u in wav)
+    assert same >= 0.8 * len(wav), (same, len(wav), printed, decoded)  # float16 store vs float32: rare ties
+    skipped = {r.split("\t")[0]: r.split("\t")[2] for r in (tmp_path / "out/skipped.tsv").read_text().splitlines()[1:]}
+    assert "multi-channel" in skipped["stereo"] and "8000 Hz" in skipped["eight_k"] and len(skipped) == 2
+    assert _kaldi_table(tmp_path / "out/text") == printed
+    ctm = [ln.split() for ln in (tmp_path / "out/ctm").read_text().splitlines()]
+    assert [w for row in ctm for w in row[4:]] == [w for u in sorted(printed) for w in printed[u]]
+    for u in printed:
+        starts = [float(r[2]) for r in ctm if r[0] == u]
+        ends = [float(r[2]) + float(r[3]) for r in ctm if r[0] == u]
+        assert starts == sorted(starts) and all(e <= sf.info(wav[u]).duration + 0.03 for e in ends)
+    # one FLAC alone, default CMVN: the words of the same model on the recipe's own features (the store's
+    # float16 fbank, its speaker CMVN undone, normalised per utterance like an unseen speaker's) -- an
+    # independent path from audio to words
+    from asr_kd.decoding.decoder import DecoderConfig, decode_matrices  # noqa: PLC0415
+    from asr_kd.decoding.transcribe_audio import normalise  # noqa: PLC0415
+    from asr_kd.export.load import expected_cmvn, load_export  # noqa: PLC0415
+    from data_prep.features.cmvn import load_store_cmvn  # noqa: PLC0415
+    from data_prep.features.store import FeatureStore  # noqa: PLC0415
+
+    utt = max(wav, key=lambda u: len(decoded[u]))
+    store = FeatureStore.open(d / "data/fbank/test")
+    cmvn = load_store_cmvn(store.root)
+    mean, scale = cmvn.transform()
+    k = cmvn.index()[store.speakers[store.utt_index()[utt]]]
+    raw = np.asarray(store.utt(utt), np.float32) / scale[k] + mean[k]
+    model = load_export(exp / "export")
+    mode = expected_cmvn(model.feature_config)["unseen"]
+    x = normalise({utt: raw}, mode)[utt]
+    want = decode_matrices(exp / "graph", {utt: model.loglikes(x)},
+                           DecoderConfig(beam=dc["beam"], max_active=dc["max_active"],
+                                         acoustic_scale=dc["acoustic_scale"], num_jobs=1)).hyps[utt]
+    one = subprocess.run([*base, wav[utt]], capture_output=True, text=True, env=env, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert one.stdout.splitlines() == [" ".join([utt, *want])], (one.stdout, want, decoded[utt])
+
+
 # Fields whose values are measurements of time, not results: the only bytes two runs may differ in
 # (README, "Reproducibility"). Stamps (*.stamp.json: input digests carry mtimes), exp/done/*.done (step
 # wall seconds) and the report's "Generated <date>" line and timing columns are bookkeeping, not artefacts.
