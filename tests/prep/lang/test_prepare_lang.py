@@ -17,7 +17,7 @@ def lang(tmp_path_factory):
     d = tmp_path_factory.mktemp("lang")
     text = d / "text"
     text.write_text("u1 HELLO WORLD\nu2 READ THE RED BOOK\nu3 A CAT ZZQXJ\n")
-    return prepare_lang(LangConfig([str(text)], str(d / "lang"), sil_prob=0.5))
+    return prepare_lang(LangConfig(text_files=[str(text)], out_dir=str(d / "lang"), sil_prob=0.5))
 
 
 def test_symbol_tables(lang):
