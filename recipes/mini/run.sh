@@ -48,7 +48,8 @@ splits="train dev test"
 
 synth_opts=() ; model_opts=() ; align_opts=()
 if [ "$size" = tiny ]; then
-  synth_opts=(--tiny --train-hours 0.06 --dev-minutes 0.75 --test-minutes 0.75 --num-train-speakers 4)
+  # the LM text is the tiny train set's own sentences (a small decoding vocabulary and graph)
+  synth_opts=(--tiny --train-hours 0.06 --dev-minutes 0.75 --test-minutes 0.75 --num-train-speakers 4 --lm-text used)
   align_opts=(--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2)
   model_opts=(--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1 --epoch-frames 20000)
 fi
