@@ -125,6 +125,10 @@ def run_decode(cfg: DecodeConfig) -> dict:
     from data_prep.features.store import FeatureStore
 
     out = Path(cfg.out)
+    if cfg.decoder_config.lattice_beam > 0 and cfg.decoder != "builtin":
+        raise ValueError("lattices (--lattice-beam > 0) need the built-in decoder")
+    if cfg.select_best and cfg.decoder_config.lattice_beam <= 0:
+        raise ValueError("--select-best needs lattices (--lattice-beam > 0)")
     if cfg.tune_from:
         if cfg.decoder_config.lattice_beam <= 0:
             raise ValueError("--tune-from needs lattices (--lattice-beam > 0)")
