@@ -6,6 +6,15 @@ failures, decoding speed, config), ``per_utt.tsv``, ``per_spk.tsv`` and ``failed
 could not be decoded, with the reason; they are scored as all deletions), and ``.stamp.json``
 (:mod:`asr_base.stamp`): the stage is skipped when every option and input (checkpoints, priors, graph,
 features, reference text) is unchanged, and the log says what changed otherwise (``--force`` redoes it).
+
+Lattice mode (``--lattice-beam`` > 0, :mod:`asr_kd.decoding.lattice`): ``sweep.json`` holds the WER (errors,
+words, OOV words) at every (acoustic scale, word insertion penalty) point taken from the lattices --
+the sweep grid, the decoding scale without penalty (the untuned point) and the hypothesis' point -- and
+``scoring/hyp_<scale>_<penalty>.txt`` the hypotheses of each point. ``--tune-from DEV_DIR`` takes the
+hypothesis at the point with the fewest errors in ``DEV_DIR/sweep.json`` (the dev decode of the same
+model): dev selects, the split decoded here (test) only reports; the sweep grid is then not evaluated
+(only the chosen and the untuned point). ``--select-best`` (on dev itself) makes the hypotheses and
+``wer.json`` those of dev's own best point, so that dev and test are reported at the dev-tuned point.
 """
 
 from __future__ import annotations
@@ -19,13 +28,46 @@ from pathlib import Path
 from typing import Literal
 
 from asr_base.config import add_options, from_args, option, to_dict
-from asr_base.io import read_json, write_text
+from asr_base.io import read_json, write_json, write_text
 from asr_base.stamp import STAMP_NAME, Step
 from asr_kd.decoding.decoder import DecoderConfig, read_words
 from asr_kd.decoding.model_source import ScoringConfig, add_model_choice, make_scorer
 from asr_kd.decoding.wer import compute_wer, write_hyps, write_results
 
 log = logging.getLogger(__name__)
+
+SWEEP = "sweep.json"
+
+
+def best_point(sweep_json: str | Path) -> tuple[float, float]:
+    """The (acoustic scale, penalty) with the fewest errors in a ``sweep.json``; ties go to no penalty, then
+    to the scale nearest the decoding scale (a deterministic choice)."""
+    sweep = read_json(sweep_json)
+    s0 = sweep["decode_acoustic_scale"]
+    best = min(sweep["points"], key=lambda r: (r["errors"], r["penalty"], abs(r["acoustic_scale"] - s0),
+                                                r["acoustic_scale"]))
+    return float(best["acoustic_scale"]), float(best["penalty"])
+
+
+def score_points(cfg: DecodeConfig, result, data, failures: dict, vocab: set) -> dict:
+    """Lattice mode: WER at every point of the decoder's sweep -> ``sweep.json`` + ``scoring/hyp_*.txt``."""
+    from asr_kd.decoding.lattice import point_key
+
+    out = Path(cfg.out)
+    words = read_words(Path(cfg.graph) / "words.txt")
+    rows = []
+    for point in cfg.decoder_config.points():
+        hyps = {u: [words[w] for w in r.points[point]] for u, r in result.results.items() if r.ok}
+        wer = compute_wer(data.text, hyps, data.utt2spk, failures, vocab)
+        write_hyps(out / "scoring" / f"hyp_{point_key(point)}.txt", hyps)
+        rows.append({"acoustic_scale": point[0], "lm_weight": round(1.0 / point[0], 4), "penalty": point[1],
+                     "wer": round(wer.total.wer, 4), "errors": wer.total.errors, "ref_words": wer.total.ref_words,
+                     "oov_ref_words": wer.oov_ref_words})
+    sweep = {"decode_acoustic_scale": cfg.decoder_config.acoustic_scale,
+             "lattice_beam": cfg.decoder_config.lattice_beam, "one_best": list(cfg.decoder_config.points()[0]),
+             "tuned_on": str(Path(cfg.tune_from) / SWEEP) if cfg.tune_from else None, "points": rows}
+    write_json(out / SWEEP, sweep)
+    return sweep
 
 
 @dataclass(kw_only=True)
@@ -40,6 +82,10 @@ class DecodeConfig:
                                                  "(see asr_kd.decoding.decoder_hook)")
     external_format: Literal["text", "ctm"] = option("text", help="format of the external decoder's {hyp} output")
     force: bool = option(False, help="redo even if wer.json is up to date")
+    tune_from: str | None = option(None, help="lattice mode: the dev decode dir of this model whose best sweep "
+                                              "point (sweep.json) gives the hypothesis' scale and penalty")
+    select_best: bool = option(False, help="lattice mode, on the tuning split (dev): the hypotheses are those of "
+                                           "this split's own best sweep point")
     scoring: ScoringConfig = option(cli=False)
     decoder_config: DecoderConfig = dataclasses.field(default_factory=DecoderConfig, metadata={"cli": False})
 
@@ -56,7 +102,8 @@ def decode_step(cfg: DecodeConfig) -> Step:
     inputs.update(priors=s.priors, export=Path(s.export) / "manifest.json" if s.export else None,
                   graph=Path(cfg.graph) / "HCLG.fst", words=Path(cfg.graph) / "words.txt",
                   feats=Path(s.feats) / "feats.npy", feats_index=Path(s.feats) / "index.tsv",
-                  text=Path(cfg.data) / "text")
+                  text=Path(cfg.data) / "text",
+                  tune_from=Path(cfg.tune_from) / SWEEP if cfg.tune_from else None)
     return Step(Path(cfg.out) / STAMP_NAME, f"decode {cfg.out}", config=config, inputs=inputs)
 
 
@@ -78,6 +125,18 @@ def run_decode(cfg: DecodeConfig) -> dict:
     from data_prep.features.store import FeatureStore
 
     out = Path(cfg.out)
+    if cfg.decoder_config.lattice_beam > 0 and cfg.decoder != "builtin":
+        raise ValueError("lattices (--lattice-beam > 0) need the built-in decoder")
+    if cfg.select_best and cfg.decoder_config.lattice_beam <= 0:
+        raise ValueError("--select-best needs lattices (--lattice-beam > 0)")
+    if cfg.tune_from:
+        if cfg.decoder_config.lattice_beam <= 0:
+            raise ValueError("--tune-from needs lattices (--lattice-beam > 0)")
+        cfg = dataclasses.replace(cfg, decoder_config=dataclasses.replace(
+            cfg.decoder_config, one_best=best_point(Path(cfg.tune_from) / SWEEP), sweep_acoustic_scales=[],
+            sweep_penalties=[0.0]))
+        log.info("%s: hypotheses at acoustic scale %g, penalty %g (best on %s)", out, *cfg.decoder_config.one_best,
+                 cfg.tune_from)
     step = decode_step(cfg)
     if (out / "wer.json").is_file() and step.up_to_date(cfg.force):
         return read_json(out / "wer.json")
@@ -100,6 +159,13 @@ def run_decode(cfg: DecodeConfig) -> dict:
         if utt not in in_store:
             failures.setdefault(utt, "no features (not in the feature store; see its skipped.tsv)")
     vocab = set(read_words(Path(cfg.graph) / "words.txt"))
+    sweep = score_points(cfg, result, data, failures, vocab) if cfg.decoder_config.lattice_beam > 0 else None
+    if sweep is not None and cfg.select_best:
+        point = best_point(out / SWEEP)
+        words = read_words(Path(cfg.graph) / "words.txt")
+        result.hyps = {u: [words[w] for w in r.points[point]] for u, r in result.results.items() if r.ok}
+        sweep["one_best"] = list(point)
+        write_json(out / SWEEP, sweep)
     wer = compute_wer(data.text, result.hyps, data.utt2spk, failures, vocab)
     write_hyps(out / "hyp.txt", result.hyps)
     write_text(out / "failed.tsv", "utt\treason\n" + "".join(f"{u}\t{r}\n" for u, r in sorted(failures.items())))
@@ -110,6 +176,11 @@ def run_decode(cfg: DecodeConfig) -> dict:
              "rtf": round(seconds / audio_s, 4) if audio_s else None,
              "retried": sum(r.status == "retried" for r in result.results.values()),
              "decoder": cfg.decoder, "models": cfg.scoring.checkpoints() or [cfg.scoring.export]}
+    if sweep is not None:
+        s0 = cfg.decoder_config.acoustic_scale
+        untuned = next(r for r in sweep["points"] if (r["acoustic_scale"], r["penalty"]) == (s0, 0.0))
+        extra.update(one_best=sweep["one_best"], untuned_wer=untuned["wer"],
+                     lattice_beam=cfg.decoder_config.lattice_beam)
     summary = write_results(out, wer, extra)
     step.done(wer=summary["wer"])
     log.info("%s: WER %.2f%% (%d/%d words; S=%d D=%d I=%d), %d failed, RTF %.3f", out, wer.total.wer,

@@ -10,6 +10,12 @@ failure with its reason; when no token reaches a final state the utterance is re
 beams (``retry_beams``), and if that still fails it is a listed failure -- never a crash and never a
 silently empty hypothesis. Utterances are decoded in parallel worker processes, each holding one copy
 of the graph.
+
+Lattice mode (``--lattice-beam`` > 0): kaldi-decoder's ``LatticeSimpleDecoder`` instead, keeping every path
+within the lattice beam; the hypothesis is the lattice's best path at ``one_best`` (acoustic scale, word
+insertion penalty; default: the decoding scale, no penalty), and the best path at every point of the
+sweep grid (``--sweep-acoustic-scales`` x ``--sweep-penalties``) is taken from the same lattice in the
+worker (:mod:`asr_kd.decoding.lattice`), so a sweep never decodes again.
 """
 
 from __future__ import annotations
@@ -46,6 +52,13 @@ class DecoderConfig:
                                             help="wider beams (max-active widened alike) tried when no token "
                                                  "reaches a final state")
     num_jobs: int = option(0, help="decoder processes (0: all cores)")
+    lattice_beam: float = option(0.0, help="> 0: generate lattices with this lattice beam (LatticeSimpleDecoder) "
+                                           "and take the hypotheses from them; 0: one-best FasterDecoder")
+    sweep_acoustic_scales: list[float] = option([], help="lattice mode: best paths at these acoustic scales "
+                                                         "(LM weight = 1/scale) ...")
+    sweep_penalties: list[float] = option([0.0], help="... and these word insertion penalties (graph-cost units)")
+    one_best: tuple[float, ...] = option((), cli=False, help="lattice mode: (acoustic scale, penalty) of the "
+                                                             "hypothesis; empty: (acoustic_scale, 0)")
 
     def __post_init__(self) -> None:
         if self.beam <= 0 or self.acoustic_scale <= 0:
@@ -53,6 +66,19 @@ class DecoderConfig:
         if self.max_active < 2 or self.min_active < 0:
             raise ValueError(f"max_active must be >= 2 and min_active >= 0: {self}")
         self.retry_beams = tuple(float(b) for b in self.retry_beams)
+        self.one_best = tuple(float(x) for x in self.one_best)
+        if self.one_best and len(self.one_best) != 2:
+            raise ValueError(f"one_best is (acoustic scale, penalty), got {self.one_best}")
+        if self.lattice_beam < 0 or any(x <= 0 for x in self.sweep_acoustic_scales):
+            raise ValueError(f"lattice_beam must be >= 0 and sweep scales positive: {self}")
+
+    def points(self) -> list[tuple[float, float]]:
+        """Lattice mode: every (acoustic scale, penalty) point whose best path is wanted; the first is the
+        hypothesis, the second the decoding scale without penalty (the untuned point)."""
+        first = self.one_best or (self.acoustic_scale, 0.0)
+        pts = [first, (self.acoustic_scale, 0.0)]
+        pts += [(s, p) for p in self.sweep_penalties for s in self.sweep_acoustic_scales]
+        return list(dict.fromkeys((float(s), float(p)) for s, p in pts))
 
     @property
     def jobs(self) -> int:
@@ -70,6 +96,7 @@ class DecodeResult:
     cost: float = math.nan  # total (graph + scaled acoustic) cost of the best path
     word_frames: list[int] | None = None  # frame at which each word label was emitted on the best path
     frame_pdfs: np.ndarray | None = None  # int32 (num_frames,) pdf of every frame on the best path (word times)
+    points: dict[tuple[float, float], list[int]] | None = None  # lattice mode: best path's words per point
 
     @property
     def ok(self) -> bool:
@@ -177,6 +204,8 @@ class WfstDecoder:
             return DecodeResult(utt, None, int(m.shape[0]) if m.ndim else 0, "failed", reason)
         scaled = np.ascontiguousarray(m, dtype=np.float32) * np.float32(self.config.acoustic_scale)
         beams = (self.config.beam, *[b for b in self.config.retry_beams if b > self.config.beam])
+        if self.config.lattice_beam > 0:
+            return self._decode_lattice(utt, scaled, beams)
         for i, beam in enumerate(beams):
             dec = kaldi_decoder.FasterDecoder(self.fst, self._options(beam))
             dec.decode(kaldi_decoder.DecodableCtc(scaled))
@@ -188,6 +217,22 @@ class WfstDecoder:
             words, frames, pdfs, cost = best_path_alignment(lat)
             return DecodeResult(utt, words, m.shape[0], "ok" if i == 0 else "retried", "", beam, cost, frames, pdfs)
         return DecodeResult(utt, None, m.shape[0], "failed",
+                            f"no token reached a final state (beams tried: {', '.join(f'{b:g}' for b in beams)})")
+
+    def _decode_lattice(self, utt: str, scaled: np.ndarray, beams: tuple[float, ...]) -> DecodeResult:
+        from asr_kd.decoding.lattice import generate_lattice, sweep
+
+        c = self.config
+        for i, beam in enumerate(beams):
+            lat = generate_lattice(self.fst, scaled, beam, c.lattice_beam)
+            if lat is None:
+                continue
+            points = c.points()
+            paths = sweep(lat, points, c.acoustic_scale)
+            words, frames, cost = best_path_words(paths[points[0]])
+            return DecodeResult(utt, words, scaled.shape[0], "ok" if i == 0 else "retried", "", beam, cost, frames,
+                                points={p: best_path_words(lp)[0] for p, lp in paths.items()})
+        return DecodeResult(utt, None, scaled.shape[0], "failed",
                             f"no token reached a final state (beams tried: {', '.join(f'{b:g}' for b in beams)})")
 
 

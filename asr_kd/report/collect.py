@@ -185,6 +185,12 @@ def collect(cfg: ReportConfig) -> RunSummary:
         secs = int(raw) if re.fullmatch(r"\d+", raw) else None
         stage_times.append((p.stem, secs, raw))
         sources.append(str(p))
+    graph = _read_json(cfg.path("graph") / "manifest.json", sources)
+    words = cfg.path("graph") / "words.txt"
+    graph_words = None
+    if words.is_file():
+        graph_words = sum(1 for ln in words.read_text(encoding="utf-8").splitlines()
+                          if ln.split() and ln.split()[0] not in ("<eps>", "#0", "<s>", "</s>"))
     return RunSummary(cfg, splits, frame_acc, acc_sources, wer, baseline, members, ensemble, tdir, students, best,
-                      best_json, regularizer, alignment, num_pdfs, corpus, stage_times, sources)
+                      best_json, regularizer, alignment, num_pdfs, corpus, stage_times, sources, graph, graph_words)
 

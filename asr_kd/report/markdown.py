@@ -76,6 +76,9 @@ def table1_markdown(run: RunSummary) -> str:
     if not any(run.gain(s) for s in run.splits):
         lines.append("- Share of the ensemble's gain recovered: " + DASH +
                      " (needs baseline, ensemble and best-student frame accuracy on the same split)")
+    if any(w.get("one_best") for d in run.wer.values() for w in d.values()):
+        lines.append("- WER columns: lattice one-best at each model's LM weight / insertion penalty tuned on dev "
+                     "(test at dev's point); the untuned numbers and the points are under *Decoding*.")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -204,17 +207,42 @@ def _alignment_section(run: RunSummary) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _vocabulary_line(run: RunSummary) -> str:
+    g = run.graph or {}
+    lang = (g.get("paths") or {}).get("words.txt")
+    src = f" (`{Path(lang).parent}`)" if lang else ""
+    return (f"Decoding vocabulary: {fmt_int(run.graph_words)} words of the graph's `words.txt`{src}; a reference "
+            "word outside it is an OOV and counts as an error. OOV rate = running reference words outside the "
+            "vocabulary / all reference words.")
+
+
 def _decode_section(run: RunSummary) -> str:
     if not run.wer:
         return f"No decoding results yet (`{run.cfg.path(run.cfg.decode)}/<model>/<split>/wer.json`).\n"
     body = []
+    tuned = False
     for name in run.decode_order():
         for split, w in sorted(run.wer[name].items(), key=lambda kv: split_sort_key(kv[0])):
-            body.append([name, split, fmt(w.get("wer")), f"{fmt_int(w.get('errors'))} / {fmt_int(w.get('ref_words'))}",
+            point = w.get("one_best")
+            tuned |= bool(point)
+            refs = w.get("ref_words")
+            oov = 100.0 * w["oov_ref_words"] / refs if refs and w.get("oov_ref_words") is not None else None
+            body.append([name, split, fmt(w.get("wer")), f"{fmt_int(w.get('errors'))} / {fmt_int(refs)}",
                          "/".join(fmt_int(w.get(k)) for k in ("substitutions", "deletions", "insertions")),
+                         f"{fmt(point[0], 3)} ({fmt(1 / point[0], 2)})" if point else DASH,
+                         fmt(point[1], 1) if point else DASH,
+                         fmt(w.get("untuned_wer")), fmt(oov),
                          f"{fmt_int(w.get('failed'))} / {fmt_int(w.get('utterances'))}", fmt(w.get("rtf"), 3)])
-    return md_table(["Model", "Split", "WER (%)", "Errors / words", "S/D/I", "Failed / utts", "RTF"], body,
-                    "llrrrrr") + "\n"
+    table = md_table(["Model", "Split", "WER (%)", "Errors / words", "S/D/I", "Acoustic scale (LM weight)",
+                      "Ins. penalty", "WER at decoding scale (%)", "OOV (%)", "Failed / utts", "RTF"], body,
+                     "llrrrrrrrrr")
+    lines = [_vocabulary_line(run), "", table]
+    if tuned:
+        lines += ["", "WER (%) is the lattice one-best at the acoustic scale (LM weight = 1 / scale) and word "
+                  "insertion penalty with the fewest errors on the dev lattices of the same model (`sweep.json`); "
+                  "test uses dev's point and never selects. *WER at decoding scale* is the untuned one-best "
+                  "(the decoding acoustic scale, no penalty). Table 1 reports the tuned WER."]
+    return "\n".join(lines) + "\n"
 
 
 def _times_section(run: RunSummary) -> str:

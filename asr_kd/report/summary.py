@@ -92,6 +92,8 @@ class RunSummary:
     corpus: dict[str, dict]  # split -> meta.json
     stage_times: list[tuple[str, int | None, str]]  # (step, seconds or None, raw text)
     sources: list[str]
+    graph: dict | None = None  # exp/graph/manifest.json (asr-kd make-graph): the decoding vocabulary's lang dir
+    graph_words: int | None = None  # words in exp/graph/words.txt (without <eps>, #0, <s>, </s>)
 
     # ---- lookups
     def acc(self, split: str, key: str) -> float | None:

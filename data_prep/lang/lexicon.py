@@ -121,6 +121,19 @@ def read_text_words(text_files: Iterable[str | os.PathLike]) -> Counter:
     return counts
 
 
+def read_plain_words(paths: Iterable[str | os.PathLike]) -> Counter:
+    """Word counts of plain text files (one sentence per line, no utterance ids; ``.gz`` read as gzip)."""
+    import gzip
+
+    counts: Counter = Counter()
+    for path in paths:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                counts.update(line.split())
+    return counts
+
+
 def read_word_list(path: str | os.PathLike) -> list[str]:
     """First column of each non-empty line (a vocabulary list, or words.txt)."""
     words = []

@@ -4,7 +4,9 @@
 #   0  download LibriSpeech parts, the lexicon and the ARPA LM (skipped with --corpus-dir / --lm-dir copies)
 #   1  Kaldi data dirs: train (--train-parts), dev-clean/dev-other, test-clean/test-other
 #   2  fbank + CMVN feature stores
-#   3  lang dir from librispeech-lexicon.txt + the published pruned trigram ARPA LM
+#   3  lang dirs from librispeech-lexicon.txt: data/lang (the transcripts' words, for alignment) and
+#      data/lang_test (the whole release lexicon = the LM's vocabulary, for decoding; no transcript words)
+#      + the published pruned trigram ARPA LM
 #   4  alignment (flat start -> tree with --num-leaves 14000 -> tri), or --kaldi-ali DIR to import
 #      Kaldi pdf alignments (ali-to-pdf output: DIR/<split>.ark) instead
 #   5  baseline DNN (8 x 2560), 6 teacher ensemble (--num-teachers 10), 7 distillation sweep
@@ -99,8 +101,11 @@ compute_features() {
 run_step 2 features compute_features
 
 lang_and_lm() {
+  # alignment lang: the transcripts' words (dev/test are force-aligned for their frame labels only)
   data-prep prepare-lang --text data/train/text $(printf 'data/%s/text ' $eval_parts) \
     --lexicon "$lm_dir/librispeech-lexicon.txt" --out data/lang
+  # decoding lang: every word of the release lexicon (the LM's vocabulary), nothing from a transcript
+  data-prep prepare-lang --lexicon "$lm_dir/librispeech-lexicon.txt" --lexicon-words --out data/lang_test
   asr-kd make-lm --arpa "$lm_dir/3-gram.pruned.1e-7.arpa.gz" --out data/lm/3gram.arpa
 }
 run_step 3 lang_lm lang_and_lm
@@ -133,11 +138,17 @@ if [ "$regularizer" = true ]; then
 fi
 
 run_step 9 frame_accuracy frame_accuracy_all "$eval_parts"
-run_step 9 graph asr-kd make-graph --lang data/lang --arpa data/lm/3gram.arpa --tree exp/tri/tree \
+run_step 9 graph asr-kd make-graph --lang data/lang_test --arpa data/lm/3gram.arpa --tree exp/tri/tree \
   --model exp/tri/final.mdl --out exp/graph
 device=cpu
 [ "$ngpu" -gt 0 ] && device=cuda
-run_step 9 decode decode_all_models "$eval_parts" --device "$device" --num-jobs "$jobs" "@$conf/decode.conf"
+# dev parts sweep the LM weight / insertion penalty on their lattices; test-X takes dev-X's best point
+tune_pairs=$dev_parts
+for p in $test_parts; do
+  d=dev-${p#test-}
+  case " $dev_parts " in *" $d "*) tune_pairs="$tune_pairs $p:$d" ;; *) tune_pairs="$tune_pairs $p:$dev_main" ;; esac
+done
+run_step 9 decode decode_all_models "$tune_pairs" --device "$device" --num-jobs "$jobs" "@$conf/decode.conf"
 report_step
 run_step 11 export export_best_student
 

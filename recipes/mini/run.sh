@@ -4,13 +4,16 @@
 #   0  synthesise the corpus (train ~2 h, dev/test ~15 min) into data/corpus
 #   1  Kaldi data dirs data/{train,dev,test} (+ validation; skipped utterances in skipped.tsv)
 #   2  fbank + CMVN feature stores data/fbank/{train,dev,test}
-#   3  lang dir (CMUdict lexicon, L.fst) + trigram LM from the train text only
+#   3  lang dirs (CMUdict lexicon, L.fst): data/lang for alignment (train/dev/test transcripts: dev/test frame
+#      labels come from forced alignment, as in Kaldi) and data/lang_test for decoding (only the words of the
+#      LM training text, so dev/test words outside it are OOV errors); trigram LM from the train text only
 #   4  flat-start alignment: mono -> decision tree -> tri; tied-state labels exp/tri/ali/<split>/pdf.npy
 #   5  baseline DNN (hard labels)
 #   6  teacher ensemble (--num-teachers members, different seeds)
 #   7  distillation sweep T in {1,2,5,10}, one teacher pass per batch shared by the students
 #   8  paper section 6: soft targets as a regularizer on 3% of train, 40 passes over it (--regularizer true)
-#   9  frame accuracy + HCLG graph + decoding/WER on dev and test for every model
+#   9  frame accuracy + HCLG graph (data/lang_test) + lattice decoding of dev and test for every model; the LM
+#      weight / insertion penalty is swept on the dev lattices and dev's best point is applied to test
 #  10  report: exp/report.md (+ plots), Table-1 layout printed at the end
 #  11  export the best student for a decoder (TorchScript + ONNX + priors + config) into exp/export
 # Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage M] [--size default|tiny] [--jobs 2] ...
@@ -45,7 +48,8 @@ splits="train dev test"
 
 synth_opts=() ; model_opts=() ; align_opts=()
 if [ "$size" = tiny ]; then
-  synth_opts=(--tiny --train-hours 0.06 --dev-minutes 0.75 --test-minutes 0.75 --num-train-speakers 4)
+  # the LM text is the tiny train set's own sentences (a small decoding vocabulary and graph)
+  synth_opts=(--tiny --train-hours 0.06 --dev-minutes 0.75 --test-minutes 0.75 --num-train-speakers 4 --lm-text used)
   align_opts=(--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2)
   model_opts=(--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1 --epoch-frames 20000)
 fi
@@ -71,9 +75,11 @@ compute_features() {
 run_step 2 features compute_features
 
 lang_and_lm() {
+  # alignment lang: every transcript's words (dev/test are force-aligned for their frame labels only)
   data-prep prepare-lang --text data/train/text data/dev/text data/test/text --out data/lang
-  # the LM sees the train sentences only (never dev/test); its vocabulary is the lang dir's words
-  asr-kd make-lm --text data/corpus/lm_text.txt --vocab data/lang/words.txt --order 3 --out data/lm/3gram.arpa
+  # decoding lang and LM: the train-side LM text only (never a dev/test transcript)
+  data-prep prepare-lang --plain-text data/corpus/lm_text.txt --out data/lang_test
+  asr-kd make-lm --text data/corpus/lm_text.txt --vocab data/lang_test/words.txt --order 3 --out data/lm/3gram.arpa
 }
 run_step 3 lang_lm lang_and_lm
 
@@ -101,9 +107,9 @@ fi
 
 run_step 9 frame_accuracy frame_accuracy_all "dev test"
 run_step 9 graph \
-  asr-kd make-graph --lang data/lang --arpa data/lm/3gram.arpa --tree exp/tri/tree --model exp/tri/final.mdl \
+  asr-kd make-graph --lang data/lang_test --arpa data/lm/3gram.arpa --tree exp/tri/tree --model exp/tri/final.mdl \
   --out exp/graph
-run_step 9 decode decode_all_models "dev test" --num-jobs "$jobs" "@$conf/decode.conf"
+run_step 9 decode decode_all_models "dev test:dev" --num-jobs "$jobs" "@$conf/decode.conf"
 report_step
 run_step 11 export export_best_student
 

@@ -71,18 +71,30 @@ read_model_args() {
 }
 
 # decode_all_models "SPLITS" [DECODE OPTIONS...]: every system of the run on every split; the systems
-# (baseline, ensemble, every student) and their model options come from `asr-kd list-models`
+# (baseline, ensemble, every student) and their model options come from `asr-kd list-models`.
+# A split written SPLIT:TUNE (e.g. "dev test:dev") takes the LM weight / insertion penalty that was best on
+# TUNE's lattices for the same system (--tune-from; TUNE must come earlier), and TUNE reports its own best
+# point (--select-best): dev selects, test reports.
 decode_all_models() {
-  local splits=$1 s line listing
-  local -a systems model_args
+  local splits=$1 s line listing split tuners
+  local -a systems model_args tune_args
   shift
   listing=$(asr-kd list-models --exp exp)
   mapfile -t systems <<< "$listing"
+  tuners=" "
+  for s in $splits; do [[ $s == *:* ]] && tuners="$tuners${s#*:} "; done
   for s in $splits; do
+    split=${s%%:*}
     for line in "${systems[@]}"; do
       read_model_args "$line"
-      asr-kd decode "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$s" --data "data/$s" \
-        --graph exp/graph --out "exp/decode/${line%% *}/$s" "$@"
+      tune_args=()
+      if [[ $s == *:* ]]; then
+        tune_args=(--tune-from "exp/decode/${line%% *}/${s#*:}")
+      elif [[ $tuners == *" $split "* ]]; then
+        tune_args=(--select-best)
+      fi
+      asr-kd decode "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$split" \
+        --data "data/$split" --graph exp/graph --out "exp/decode/${line%% *}/$split" "$@" "${tune_args[@]}"
     done
   done
 }
@@ -94,7 +106,7 @@ export_best_student() {
   line=$(asr-kd list-models --exp exp --best-student)
   read_model_args "$line"
   asr-kd export "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats data/fbank/train \
-    --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang data/lang --out exp/export
+    --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang data/lang_test --out exp/export
 }
 
 # report_step: the report is cheap and always regenerated from whatever the run has produced so far

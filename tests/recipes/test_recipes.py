@@ -42,6 +42,34 @@ def _table1(report: str) -> list[dict[str, str]]:
     return [dict(zip(cells[0], row)) for row in cells[2:]]  # cells[1]: the | --- | line
 
 
+def check_decoding_vocabulary(run: Path, allowed: set[str], eval_splits: list[str]) -> None:
+    """The decoding graph's words are ``allowed`` (the LM text's / release lexicon's), never a dev/test
+    transcript's; every eval-split word outside them is counted as an OOV in wer.json."""
+    special = {"<eps>", "#0", "<s>", "</s>", "!SIL", "<UNK>"}
+    graph_words = {ln.split()[0] for ln in (run / "exp/graph/words.txt").read_text().splitlines()} - special
+    assert graph_words and graph_words <= allowed, sorted(graph_words - allowed)[:10]
+    for split in eval_splits:
+        refs = [w for ln in (run / "data" / split / "text").read_text().splitlines() for w in ln.split()[1:]]
+        expected_oov = sum(w not in graph_words for w in refs)
+        for w in (run / "exp/decode").glob(f"*/{split}/wer.json"):
+            assert json.loads(w.read_text())["oov_ref_words"] == expected_oov, (w, expected_oov)
+
+
+def check_tuning(run: Path, tune: str, evals: list[str]) -> None:
+    """Dev's lattices were swept, dev reports its best point and test reports exactly dev's point."""
+    from asr_kd.decoding.decode import best_point  # noqa: PLC0415
+
+    for d in (run / "exp/decode").iterdir():
+        dev = json.loads((d / tune / "sweep.json").read_text())
+        assert len(dev["points"]) > 2 and len(list((d / tune / "scoring").glob("hyp_*.txt"))) == len(dev["points"])
+        point = list(best_point(d / tune / "sweep.json"))
+        best = min(r["errors"] for r in dev["points"])
+        assert json.loads((d / tune / "wer.json").read_text())["one_best"] == point
+        assert json.loads((d / tune / "wer.json").read_text())["errors"] == best
+        for split in evals:
+            assert json.loads((d / split / "wer.json").read_text())["one_best"] == point, (d, split)
+
+
 def check_run(run: Path, eval_splits: list[str]) -> None:
     """A finished run holds real numbers in a sane range, consistent between its files -- not just files."""
     from asr_kd.decoding.list_models import ListModelsConfig, list_systems  # noqa: PLC0415
@@ -114,7 +142,10 @@ def test_mini_recipe_produces_every_artefact(mini_run):
     for model in ["baseline", *[f"teachers/member_{i:02d}" for i in range(4)], *[f"students/T{t}" for t in (1, 2, 5, 10)]]:
         assert (d / "exp" / model / "final.pt").is_file(), model
     report = (d / "exp/report.md").read_text()
-    assert "Table 1" in report and "Temperature sweep" in report
+    assert "Table 1" in report and "Temperature sweep" in report and "Decoding vocabulary" in report
+    lm_words = {w for ln in (d / "data/corpus/lm_text.txt").read_text().splitlines() for w in ln.split()}
+    check_decoding_vocabulary(d, lm_words, ["dev", "test"])
+    check_tuning(d, "dev", ["test"])
     assert "Table 1" in proc.stdout or "Table 1" in proc.stderr  # printed at the end of the run
     check_run(d, ["dev", "test"])
 
@@ -126,6 +157,7 @@ def test_mini_rerun_rebuilds_nothing(mini_run):
                  "data/lang/L.fst", "data/lm/3gram.arpa", "exp/tri/final.mdl", "exp/tri/ali/dev/pdf.npy",
                  "exp/baseline/final.pt", "exp/teachers/member_00/final.pt", "exp/students/T2/final.pt",
                  "exp/results/frame_acc_dev.json", "exp/graph/HCLG.fst", "exp/decode/baseline/dev/hyp.txt",
+                 "data/lang_test/L.fst", "exp/decode/baseline/dev/sweep.json", "exp/decode/baseline/test/hyp.txt",
                  "exp/export/model.onnx"]
     before = {a: (d / a).stat().st_mtime_ns for a in artefacts}
     proc = _run("recipes/mini/run.sh", "--size", "tiny", "--dir", str(d))
@@ -171,6 +203,9 @@ def test_librispeech_recipe_on_local_copy(mini_run, tmp_path):
                                        "teachers", "students", "frame_accuracy", "graph", "decode", "export"]
     run = tmp_path / "run"
     assert (run / "data/train/wav.scp").is_file()  # combined from the train parts
+    lexicon = {ln.split()[0] for ln in (lm_dir / "librispeech-lexicon.txt").read_text().splitlines()}
+    check_decoding_vocabulary(run, lexicon, ["dev-clean", "test-clean"])
+    check_tuning(run, "dev-clean", ["test-clean"])
     check_run(run, ["dev-clean", "test-clean"])
 
 

@@ -17,7 +17,7 @@ def lang(tmp_path_factory):
     d = tmp_path_factory.mktemp("lang")
     text = d / "text"
     text.write_text("u1 HELLO WORLD\nu2 READ THE RED BOOK\nu3 A CAT ZZQXJ\n")
-    return prepare_lang(LangConfig([str(text)], str(d / "lang"), sil_prob=0.5))
+    return prepare_lang(LangConfig(text_files=[str(text)], out_dir=str(d / "lang"), sil_prob=0.5))
 
 
 def test_symbol_tables(lang):
@@ -73,3 +73,19 @@ def test_cli_prepare_lang(tmp_path):
     lang = LangDir.load(tmp_path / "lang")
     assert lang.nonsilence_phones == ["AH", "DH", "EH", "HH", "L", "OW", "R"]
     assert lang.lexicon["HELLO"] == [("HH", "AH", "L", "OW")]
+
+
+def test_decoding_lang_from_plain_text_or_the_whole_lexicon(lang, tmp_path):
+    """The decoding lang dir: words of plain sentences (no utterance ids: the first word counts too), or every
+    lexicon word; same phones as the alignment lang dir built from the same lexicon."""
+    sents = tmp_path / "lm_text.txt"
+    sents.write_text("HELLO THERE\nA RED CAT\n")
+    dec = prepare_lang(LangConfig(plain_text=[str(sents)], out_dir=str(tmp_path / "lang_test")))
+    assert {"HELLO", "THERE", "A", "RED", "CAT"} <= set(dec.words) and "WORLD" not in dec.words
+    assert [dec.phone_names[i] for i in dec.real_phone_ids] == [lang.phone_names[i] for i in lang.real_phone_ids]
+    lex = tmp_path / "lexicon.txt"
+    lex.write_text("HELLO HH AH0 L OW1\nWORLD W ER1 L D\nZEBRA Z IY1 B R AH0\n")
+    full = prepare_lang(LangConfig(lexicon_path=str(lex), lexicon_words=True, out_dir=str(tmp_path / "lang_lex")))
+    assert {"HELLO", "WORLD", "ZEBRA"} <= set(full.words)
+    with pytest.raises(ValueError, match="give the words"):
+        LangConfig(out_dir=str(tmp_path / "none"))
