@@ -8,7 +8,10 @@ Each line is ``NAME ARGS``: a system of :func:`asr_kd.nn.model_dirs.run_systems`
     ensemble --ensemble exp/teachers
     student_T2 --model exp/students/T2/final.pt
 
-``--best-student`` prints only the student chosen on dev (``EXP/students/best.json``). The recipes
+``--best-student`` prints only the student chosen on dev (``EXP/students/best.json``); ``--table1`` the
+systems of the paper's Table 1: the baseline, the ensemble and that student (what a CPU recipe decodes when
+decoding every temperature's student would not fit its budget; the temperature itself is chosen on dev frame
+accuracy, not on WER). The recipes
 (``recipes/shared/common.sh``) decode and export through these lines, so a model dir is found in one place.
 """
 
@@ -28,6 +31,8 @@ from asr_kd.nn.model_dirs import FINAL, System, run_systems
 class ListModelsConfig:
     exp: str = option("exp", help="experiment directory of the run")
     best_student: bool = option(False, help="only the student chosen on dev (EXP/students/best.json)")
+    table1: bool = option(False, help="only the systems of Table 1: baseline, ensemble and the student chosen "
+                                      "on dev")
 
 
 def model_args(system: System) -> list[str]:
@@ -40,12 +45,13 @@ def model_args(system: System) -> list[str]:
 def list_systems(cfg: ListModelsConfig) -> list[System]:
     exp = Path(cfg.exp)
     systems = run_systems(exp)
-    if cfg.best_student:
+    if cfg.best_student or cfg.table1:
         best_json = exp / "students" / "best.json"
         if not best_json.is_file():
             raise SystemExit(f"{best_json} not found (distil the students first)")
         best = exp / "students" / read_json(best_json)["best"]
-        systems = [s for s in systems if s.kind == "model" and s.dirs == (best,)]
+        keep = {"baseline", "ensemble"} if cfg.table1 and not cfg.best_student else set()
+        systems = [s for s in systems if s.name in keep or (s.kind == "model" and s.dirs == (best,))]
     if not systems:
         raise SystemExit(f"no models under {exp}" + (" for students/best.json" if cfg.best_student else ""))
     return systems

@@ -33,9 +33,10 @@ jobs=2
 seed=1
 num_teachers=4     # ensemble size (paper: 10); sized for ~15 min of CPU for all models
 regularizer=false  # stage 8 (paper section 6)
+decode_systems=table1  # table1: decode baseline, ensemble, dev-chosen student (CPU budget); all: every student too
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
-_recipe_options="stage stop_stage size jobs seed num_teachers regularizer dir conf"
+_recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"

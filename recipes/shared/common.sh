@@ -71,15 +71,17 @@ read_model_args() {
 }
 
 # decode_all_models "SPLITS" [DECODE OPTIONS...]: every system of the run on every split; the systems
-# (baseline, ensemble, every student) and their model options come from `asr-kd list-models`.
+# (baseline, ensemble, every student) and their model options come from `asr-kd list-models`
+# ($decode_systems: "all", or "table1" = baseline, ensemble and the student chosen on dev).
 # A split written SPLIT:TUNE (e.g. "dev test:dev") takes the LM weight / insertion penalty that was best on
 # TUNE's lattices for the same system (--tune-from; TUNE must come earlier), and TUNE reports its own best
 # point (--select-best): dev selects, test reports.
 decode_all_models() {
   local splits=$1 s line listing split tuners
-  local -a systems model_args tune_args
+  local -a systems model_args tune_args list_opts=()
   shift
-  listing=$(asr-kd list-models --exp exp)
+  [ "${decode_systems:-all}" = table1 ] && list_opts=(--table1)
+  listing=$(asr-kd list-models --exp exp "${list_opts[@]}")
   mapfile -t systems <<< "$listing"
   tuners=" "
   for s in $splits; do [[ $s == *:* ]] && tuners="$tuners${s#*:} "; done

@@ -41,6 +41,9 @@ def test_systems_and_their_model_options(exp):
         f"student_T2 --model '{e}/students/T2/final.pt'", f"student_T10 --model '{e}/students/T10/final.pt'",
         f"student_logit_matching --model '{e}/students/logit_matching/final.pt'"]
     assert _listing("--exp", e, "--best-student") == [f"student_T2 --model '{e}/students/T2/final.pt'"]
+    assert _listing("--exp", e, "--table1") == [
+        f"baseline --model '{e}/baseline/final.pt'", f"ensemble --ensemble '{e}/teachers'",
+        f"student_T2 --model '{e}/students/T2/final.pt'"]
 
 
 def test_recipe_helper_reads_the_lines(exp):
