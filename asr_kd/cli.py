@@ -10,6 +10,7 @@ COMMANDS = [
     ("train-ensemble", "asr_kd.training.ensemble", "train N teacher models from different seeds"),
     ("distill", "asr_kd.training.distill", "distil the teacher ensemble into students at temperatures T"),
     ("codistill", "asr_kd.training.codistill", "codistillation: n models trained together, each distilling the others"),
+    ("fitnets", "asr_kd.training.fitnets", "FitNets: hint stage (student layer fitted to a teacher layer), then distil"),
     ("evaluate", "asr_kd.training.evaluate", "frame accuracy of models and ensembles on feature stores"),
     ("regularizer", "asr_kd.training.regularizer", "paper section 6: soft targets as a regularizer on a data fraction"),
     ("make-lm", "asr_kd.decoding.lm", "estimate an n-gram ARPA language model from text"),

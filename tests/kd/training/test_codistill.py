@@ -30,8 +30,8 @@ def _args(root: Path, out: Path, *extra: str) -> list[str]:
     return ["codistill", "--train-feats", str(root / "fbank/train"), "--train-labels", str(root / "train/pdf.npy"),
             "--dev-feats", str(root / "fbank/dev"), "--dev-labels", str(root / "dev/pdf.npy"), "--num-pdfs", "12",
             "--hidden-layers", "1", "--hidden-dim", "16", "--left-context", "2", "--right-context", "1",
-            "--epochs", "2", "--batch-size", "32", "--epoch-frames", "640", "--lr", "0.05", "--device", "cpu",
-            "--num-members", "2", "--refresh-every", "3", "--temperature", "2", "--alpha", "0.5",
+            "--epochs", "1", "--min-epochs", "1", "--batch-size", "32", "--epoch-frames", "480", "--lr", "0.05", "--device", "cpu",
+            "--num-members", "2", "--refresh-every", "4", "--temperature", "2", "--alpha", "0.5",
             "--data-shards", "2", "--out", str(out), *extra]
 
 
@@ -39,12 +39,18 @@ def _weights(out: Path) -> list[dict]:
     return [load_model(out / f"member_{i:02d}/final.pt").state_dict() for i in range(2)]
 
 
-def test_stacked_and_resume(corpus, tmp_path):
-    full, parts = tmp_path / "full", tmp_path / "parts"
-    assert main(_args(corpus, full)) == 0
+@pytest.fixture(scope="module")
+def stacked(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stacked") / "out"
+    assert main(_args(corpus, out)) == 0
+    return out
+
+
+def test_stacked_and_resume(corpus, stacked, tmp_path):
+    full, parts = stacked, tmp_path / "parts"
     rep = read_json(full / "codistill.json")
     assert set(rep["dev"]["members"]) == {"member_00", "member_01"} and rep["processes"] == 1
-    # stop at step 7 (a checkpoint between snapshots: refreshed at 6, next at 9), then resume
+    # stop at step 7 (a checkpoint between snapshots: refreshed at 4, next at 8), then resume
     assert main(_args(corpus, parts, "--max-steps", "7")) == 0
     assert not (parts / "member_00/final.pt").exists()
     assert main(_args(corpus, parts, "--resume")) == 0
@@ -60,9 +66,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.e2e
-def test_across_processes_matches_stacked(corpus, tmp_path):
-    stacked, procs = tmp_path / "stacked", tmp_path / "procs"
-    assert main(_args(corpus, stacked)) == 0
+def test_across_processes_matches_stacked(corpus, stacked, tmp_path):
+    procs = tmp_path / "procs"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(_free_port()), "-m", "asr_kd.cli", *_args(corpus, procs)]
