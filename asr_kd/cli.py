@@ -17,6 +17,7 @@ COMMANDS = [
     ("make-graph", "asr_kd.decoding.graph", "build the HCLG decoding graph"),
     ("decode", "asr_kd.decoding.decode", "decode with a model through a decoder hook and score WER"),
     ("list-models", "asr_kd.decoding.list_models", "the decodable systems of a run with their model options"),
+    ("am-speed", "asr_kd.decoding.am_speed", "acoustic-model speed (frames/s) of models on the CPU"),
     ("loglikes", "asr_kd.decoding.loglikes", "write pseudo-log-likelihoods of a model as a Kaldi ark"),
     ("export", "asr_kd.export.write", "export a model for a decoder (TorchScript + ONNX + priors + config)"),
     ("report", "asr_kd.report.stage", "write report.md and plots from a run's logs"),
