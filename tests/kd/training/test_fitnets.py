@@ -10,7 +10,7 @@ import torch
 
 from asr_base.io import read_json
 from asr_kd.cli import main
-from asr_kd.nn.model import load_model
+from asr_kd.nn.model import AcousticDNN, load_model, ModelConfig, save_model
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,12 @@ def setup(make_corpus, tmp_path_factory):
               "--hidden-layers", "2", "--hidden-dim", "24", "--left-context", "2", "--right-context", "1",
               "--epochs", "1", "--min-epochs", "1", "--batch-size", "32", "--epoch-frames", "480", "--lr", "0.05",
               "--device", "cpu"]
-    assert main(["train-ensemble", *common, "--num-members", "2", "--out", str(root / "teachers")]) == 0
+    for i in range(2):  # two (untrained) teachers: the hint and distillation mechanics need no trained ones
+        torch.manual_seed(i)
+        (root / f"teachers/member_{i:02d}").mkdir(parents=True)
+        save_model(root / f"teachers/member_{i:02d}/final.pt",
+                   AcousticDNN(ModelConfig(num_pdfs=12, feat_dim=8, left_context=2, right_context=1, hidden_layers=2,
+                                           hidden_dim=24)))
     return root, common + ["--teachers", str(root / "teachers"), "--temperatures", "2",
                            "--student-hidden-layers", "4", "--student-hidden-dim", "8"]
 
