@@ -7,8 +7,8 @@ Reads, inside ``--exp`` (every piece optional):
   accuracy (``asr-kd evaluate`` keys ``<dir>/member_XX`` and ``<dir>/ensemble_arithmetic``, else the dev
   accuracy of ``codistill.json``), WER (``exp/decode/<dir>_member_00``, ``<dir>_ensemble``) and training
   time (``codistill.json``'s wall and CPU seconds; the recipe's ``exp/done/<step>.done`` wall seconds);
-* student sizes: every student sweep dir other than ``students`` (``students_*``, ``fitnets_*``; its
-  ``best.json`` picks the student on dev) and the teacher-size best student: architecture, parameters,
+* student sizes: every student sweep dir ``students_*`` and ``fitnets_*`` (its ``best.json`` picks the
+  student on dev) and the teacher-size best student: architecture, parameters,
   frame accuracy, WER (``exp/decode/<dir>_<student>``) and acoustic-model speed on the CPU
   (``exp/results/am_speed.json``, ``asr-kd am-speed``);
 * FitNets: ``<dir>/hint/hint.json`` (hint and guided layers, dev hint loss per epoch).
@@ -30,8 +30,9 @@ def _codistill_dirs(exp: Path) -> list[Path]:
 
 
 def _sweeps(exp: Path) -> list[Path]:
-    return sorted(p for p in exp.iterdir() if p.is_dir() and p.name != "students" and student_dirs(p)
-                  and not (p / "codistill.json").is_file()) if exp.is_dir() else []
+    """Student sweep dirs of other sizes: ``students_*`` and ``fitnets_*`` holding student model dirs."""
+    return sorted(p for p in exp.iterdir() if p.is_dir() and p.name.startswith(("students_", "fitnets_"))
+                  and student_dirs(p)) if exp.is_dir() else []
 
 
 def _wer(run: RunSummary, name: str, split: str) -> float | None:
@@ -64,11 +65,13 @@ def codistill_section(run: RunSummary, sources: list[str]) -> str:
         best = next((st for st in run.students if st.name == run.best_student), None)
         two = [_done(run, "teachers"), _done(run, "students")]
         total = sum(two) if all(t is not None for t in two) else None
-        for label, key, wname in ((f"Teacher ensemble ({len(run.members)}×, arithmetic)",
-                                   run.ensemble_key("arithmetic"), "ensemble"),
-                                  (f"Two-stage: student {run.best_student} of the ensemble",
-                                   best.key if best else None, best.decode_name if best else None)):
-            body.append([label, _arch(run.members[0].config, len(run.members))]
+        for label, key, wname, arch in ((f"Teacher ensemble ({len(run.members)}×, arithmetic)",
+                                         run.ensemble_key("arithmetic"), "ensemble",
+                                         _arch(run.members[0].config, len(run.members))),
+                                        (f"Two-stage: student {run.best_student} of the ensemble",
+                                         best.key if best else None, best.decode_name if best else None,
+                                         _arch(best.config) if best else DASH)):
+            body.append([label, arch]
                         + [fmt(run.acc(s, key)) for s in splits] + [fmt(_wer(run, wname, s)) for s in splits]
                         + [fmt_int(total) if "student" in label.lower() else fmt_int(two[0]), DASH])
     notes = []

@@ -56,7 +56,11 @@ beyond_eval_step() {
     asr-kd evaluate --models "${dirs[@]}" --feats "data/fbank/$s" --labels "exp/tri/ali/$s/pdf.npy" \
       --out "exp/results/frame_acc_beyond_$s.json"
   done
-  asr-kd am-speed --models exp/teachers/member_00 "${dirs[@]}" --feats data/fbank/test --out exp/results/am_speed.json
+  # the reference: the teacher-size student chosen on dev (else the baseline)
+  local ref=exp/baseline
+  [ -f exp/students/best.json ] && \
+    ref=exp/students/$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["best"])' exp/students/best.json)
+  asr-kd am-speed --models "$ref" "${dirs[@]}" --feats data/fbank/test --out exp/results/am_speed.json
   for s in $decode_splits; do
     while read -r name kind path; do
       asr-kd decode "$kind" "$path" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$s" --data "data/$s" \
