@@ -12,6 +12,10 @@ temperature) and returns the mean over the ``B`` frames, keeping the leading dim
 - distillation: ``soft + hard_weight * hard`` from the same student logits (paper: weight 0.5), where
   ``soft`` is the soft CE or logit matching: :func:`distillation_loss`, the one KD objective every
   training stage calls.
+- codistillation (Anil et al. 2018): ``CE(y, q(1)) + alpha * distillation_loss(soft only)`` towards the
+  mean of the *other* members' distributions (:func:`mean_of_others`, :func:`codistillation_loss`).
+- FitNets hint (Romero et al. 2015): squared error between a teacher hidden layer and a regressed student
+  hidden layer (:func:`hint_loss`).
 """
 
 from __future__ import annotations
@@ -90,3 +94,38 @@ def logit_matching(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.
 def frame_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Number of frames whose argmax is the label, per leading member."""
     return (logits.argmax(dim=-1) == labels).sum(dim=-1)
+
+
+def mean_of_others(probs: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """The mean over the *other* members of their distributions on each member's frames.
+
+    ``probs`` ``(J, M, B, P)``: member ``j``'s distribution on the frames of trained member ``m``;
+    ``own`` ``(M,)``: the index ``j`` of trained member ``m`` itself (stacked run: ``arange(M)``; one member
+    per process: ``[rank]``). Returns ``(M, B, P)``: ``(sum_j probs[j, m] - probs[own[m], m]) / (J - 1)``.
+    """
+    j = probs.shape[0]
+    if j < 2:
+        raise ValueError("codistillation needs at least two members")
+    own = own.to(probs.device)
+    mine = probs[own, torch.arange(probs.shape[1], device=probs.device)]
+    return (probs.sum(dim=0) - mine) / (j - 1)
+
+
+def codistillation_loss(logits: torch.Tensor, others: torch.Tensor, labels: torch.Tensor,
+                        temperature: float | torch.Tensor = 1.0, alpha: float = 1.0) -> torch.Tensor:
+    """``CE(y, q(1)) + alpha * T^2 * CE(others(T), q(T))`` per member (``others``: :func:`mean_of_others`
+    of the members' distributions at ``T``); the soft term is :func:`distillation_loss` with no hard part."""
+    loss = hard_ce(logits, labels)
+    if alpha:
+        loss = loss + alpha * distillation_loss(logits, others, labels, temperature, hard_weight=0.0)
+    return loss
+
+
+def hint_loss(student_hint: torch.Tensor, teacher_hint: torch.Tensor) -> torch.Tensor:
+    """FitNets' hint loss ``0.5 * ||u_h(x) - r(v_g(x))||^2`` per frame, divided by the teacher layer's width
+    (a constant factor, so one learning rate suits any width), mean over frames.
+
+    ``student_hint``: the regressor's output ``r(v_g(x))`` ``(..., B, H)``; ``teacher_hint``: the teacher's
+    hint layer ``u_h(x)`` of the same shape.
+    """
+    return 0.5 * (student_hint - teacher_hint).pow(2).mean(dim=-1).mean(dim=-1)

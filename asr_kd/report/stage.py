@@ -3,7 +3,8 @@
 :func:`asr_kd.report.collect.collect` reads the run (see there for which files), :mod:`~asr_kd.report.plots`
 draws ``training_curves.png``, ``frame_acc_vs_T.png`` and ``wer_per_model.png`` into ``--plots-dir``
 (default ``<out dir>/report_plots``), :func:`asr_kd.report.markdown.render` writes ``--out`` (default
-``exp/report.md``); the Table-1 block is printed to stdout.
+``exp/report.md``), with :mod:`asr_kd.report.beyond`'s sections (codistillation, student sizes, FitNets)
+where those runs exist; the Table-1 block is printed to stdout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from asr_base.config import add_options, from_args
 from asr_base.io import write_text
+from asr_kd.report.beyond import beyond_markdown
 from asr_kd.report.collect import collect
 from asr_kd.report.markdown import render, table1_markdown
 from asr_kd.report.plots import make_plots
@@ -26,7 +28,11 @@ def write_report(cfg: ReportConfig) -> RunSummary:
     """Collect, plot, render and write ``cfg.out_path``; returns what was collected."""
     run = collect(cfg)
     plots, notes = make_plots(run, cfg.plots_path)
-    write_text(cfg.out_path, render(run, plots, notes))
+    beyond = beyond_markdown(run)  # before render: its files join the report's sources
+    text = render(run, plots, notes)
+    if beyond:
+        text = text.replace("\n## Plots\n", f"\n{beyond}\n## Plots\n", 1)
+    write_text(cfg.out_path, text)
     log.info("wrote %s (%d plots in %s)", cfg.out_path, len(plots), cfg.plots_path)
     return run
 

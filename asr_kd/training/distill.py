@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +24,7 @@ import torch
 from asr_base.config import add_options, from_args, option
 from asr_base.io import write_json
 from asr_kd.nn.losses import distillation_loss
-from asr_kd.nn.model import StackedDNN
+from asr_kd.nn.model import load_model, ModelConfig, StackedDNN
 from asr_kd.nn.model_dirs import FINAL, member_dirs
 from asr_kd.nn.soft_targets import Mean, TeacherEnsemble, TopKCache, ensemble_centered_logits
 from asr_kd.training.frame_data import FrameSampler
@@ -48,6 +48,16 @@ class DistillConfig:
         "kd", help="kd: soft + hard; soft-only: hard weight 0; logit-matching: MSE on zero-mean logits")
     topk_cache: int = option(0, help="precompute top-k ensemble targets per training frame (small corpora; "
                                      "0: on the fly)")
+    student_hidden_layers: int | None = option(None, help="student hidden layers (none: --hidden-layers, the "
+                                                          "teachers' size)")
+    student_hidden_dim: int | None = option(None, help="student units per hidden layer (none: --hidden-dim)")
+    init_student: str | None = option(None, help="start every student from this final.pt-format file (e.g. "
+                                                 "a FitNets hint stage's hint.pt; none: --seed)")
+
+    def student_config(self, model: ModelConfig) -> ModelConfig:
+        """The students' architecture: ``model`` with the student layer count / width where given."""
+        return replace(model, hidden_layers=self.student_hidden_layers or model.hidden_layers,
+                       hidden_dim=self.student_hidden_dim or model.hidden_dim)
 
     @property
     def logit_matching(self) -> bool:
@@ -111,14 +121,15 @@ def distill(opts: StageOptions, cfg: DistillConfig) -> int:
     hard_weight = cfg.effective_hard_weight()
     teacher_dirs = [d for t in cfg.teachers for d in member_dirs(t)]
     own = {k: v for k, v in asdict(cfg).items() if k != "out"}
-    step = training_step(out, "distill", opts, own, teacher_inputs(teacher_dirs))
+    inputs = teacher_inputs(teacher_dirs) | ({"init_student": cfg.init_student} if cfg.init_student else {})
+    step = training_step(out, "distill", opts, own, inputs)
     done = (out / "best.json").is_file() and all((out / n / FINAL).is_file() for n in names)
     state_dir = out / "train_state"
     ctx = start_training(opts, [step], done, state_dir)
     if ctx is None:
         return 0
     teachers = TeacherEnsemble.load(teacher_dirs, ctx.device, cfg.ensemble_mean, amp=opts.train.amp)
-    mcfg, tc = opts.model, teachers.config
+    mcfg, tc = cfg.student_config(opts.model), teachers.config
     if (tc.num_pdfs, tc.feat_dim, tc.left_context, tc.right_context) != (mcfg.num_pdfs, mcfg.feat_dim,
                                                                           mcfg.left_context, mcfg.right_context):
         raise SystemExit(f"teachers ({tc}) and students ({mcfg}) disagree on pdfs / features / context window")
@@ -128,10 +139,19 @@ def distill(opts: StageOptions, cfg: DistillConfig) -> int:
         cache = TopKCache.build(teachers, ctx.train, temps, cfg.topk_cache, tcfg.eval_batch_size)
         log.info("top-%d target cache: %.1f MB", cfg.topk_cache, cache.memory_bytes() / 2**20)
     objective = DistillObjective(teachers, temps, hard_weight, cfg.loss, cache)
-    model = StackedDNN.init_from_seeds(mcfg, [seed] * len(names)).to(ctx.device)
+    if cfg.init_student:
+        init = load_model(cfg.init_student)
+        if init.config != mcfg:
+            raise SystemExit(f"--init-student {cfg.init_student}: its architecture {init.config} is not the "
+                             f"students' {mcfg}")
+        model = StackedDNN.from_members([init] * len(names)).to(ctx.device)
+    else:
+        model = StackedDNN.init_from_seeds(mcfg, [seed] * len(names)).to(ctx.device)
     sampler = FrameSampler([ctx.train.usable], [seed], tcfg.batch_size, tcfg.epoch_frames, ctx.rank, ctx.world)
-    log.info("distilling %d teachers into %d students (%s), loss %s, hard weight %g, %s mean", teachers.num_members,
-             len(names), " ".join(names), cfg.loss, hard_weight, cfg.ensemble_mean)
+    log.info("distilling %d teachers (%d x %d) into %d students (%s; %d x %d, %d parameters), loss %s, hard weight "
+             "%g, %s mean", teachers.num_members, tc.hidden_layers, tc.hidden_dim, len(names), " ".join(names),
+             mcfg.hidden_layers, mcfg.hidden_dim, model.member(0).num_parameters(), cfg.loss, hard_weight,
+             cfg.ensemble_mean)
     trainer = Trainer(model, objective, ctx.train, ctx.dev, sampler, tcfg, state_dir, names, ctx.rank, ctx.world)
     if not run_trainer(trainer, opts.run.resume):
         return 0

@@ -12,10 +12,14 @@
 #   6  teacher ensemble (--num-teachers members, different seeds)
 #   7  distillation sweep T in {1,2,5,10}, one teacher pass per batch shared by the students
 #   8  paper section 6: soft targets as a regularizer on 3% of train, 40 passes over it (--regularizer true)
-#   9  frame accuracy + HCLG graph (data/lang_test) + lattice decoding of dev and test for every model; the LM
+#   9  frame accuracy of every model + HCLG graph (data/lang_test) + lattice decoding of dev and test for
+#      Table 1's systems (baseline, ensemble, dev-chosen student; --decode-systems all: every student); the LM
 #      weight / insertion penalty is swept on the dev lattices and dev's best point is applied to test
 #  10  report: exp/report.md (+ plots), Table-1 layout printed at the end
 #  11  export the best student for a decoder (TorchScript + ONNX + priors + config) into exp/export
+#  12-14 beyond the paper (--beyond true; recipes/shared/beyond.sh): 12 codistillation of --num-teachers
+#      members, 13 smaller students (3x192, 3x96) and a thin-and-deep 6x128 one with and without FitNets
+#      hints, 14 their frame accuracy, acoustic-model speed and test decoding, then the report again
 # Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage M] [--size default|tiny] [--jobs 2] ...
 # Outputs go to <dir>/data and <dir>/exp (default dir: recipes/mini). A rerun calls every stage again and
 # each skips what is up to date (its *.stamp.json), so a changed option or input rebuilds what depends on
@@ -25,6 +29,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 source "$repo/recipes/shared/common.sh"
+source "$repo/recipes/shared/beyond.sh"
 
 stage=0
 stop_stage=100
@@ -34,9 +39,10 @@ seed=1
 num_teachers=4     # ensemble size (paper: 10); sized for ~15 min of CPU for all models
 regularizer=false  # stage 8 (paper section 6)
 decode_systems=table1  # table1: decode baseline, ensemble, dev-chosen student (CPU budget); all: every student too
+beyond=false       # stages 12-14 (codistillation, student sizes, FitNets)
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
-_recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems dir conf"
+_recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -113,5 +119,13 @@ run_step 9 graph \
 run_step 9 decode decode_all_models "dev test:dev" --num-jobs "$jobs" "@$conf/decode.conf"
 report_step
 run_step 11 export export_best_student
+
+if [ "$beyond" = true ]; then
+  codistill_opts=() ; [ "$size" = tiny ] && codistill_opts=(--burn-in-steps 20)
+  run_step 12 codistill codistill_step "${codistill_opts[@]}"
+  run_step 13 small_students small_students_step
+  run_step 14 beyond_eval beyond_eval_step "dev test" "test" --num-jobs "$jobs" "@$conf/decode.conf"
+  if [ 14 -ge "$stage" ] && [ 14 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md; fi
+fi
 
 log "mini recipe: stages $stage..$stop_stage done; report: $dir/exp/report.md"

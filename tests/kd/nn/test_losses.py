@@ -124,3 +124,44 @@ def test_distillation_loss_with_logit_matching_soft_term():
     assert torch.allclose(got, logit_matching(z, v) + 0.25 * hard_ce(z, y), rtol=1e-12)
     with pytest.raises(ValueError, match="soft loss"):
         distillation_loss(z, v, y, soft="mse")
+
+
+def test_mean_of_others_by_hand():
+    from asr_kd.nn.losses import mean_of_others
+    # probs[j, m]: member j's distribution on member m's frame (J = 3 members, M = 3 trained, B = 1, P = 2)
+    p = torch.tensor([[[[0.5, 0.5]], [[0.6, 0.4]], [[0.2, 0.8]]],
+                      [[[0.8, 0.2]], [[0.1, 0.9]], [[0.3, 0.7]]],
+                      [[[0.4, 0.6]], [[0.9, 0.1]], [[0.7, 0.3]]]])
+    out = mean_of_others(p, torch.arange(3))
+    # member 0: (0.8+0.4)/2, member 1: (0.6+0.9)/2, member 2: (0.2+0.3)/2 on their own frames
+    assert torch.allclose(out[:, 0, 0], torch.tensor([0.6, 0.75, 0.25]))
+    # one member per process (rank 1 of 3): the others are 0 and 2 on this process's frames
+    assert torch.allclose(mean_of_others(p[:, 1:2], torch.tensor([1]))[0, 0], torch.tensor([0.75, 0.25]))
+    with pytest.raises(ValueError):
+        mean_of_others(p[:1], torch.tensor([0]))
+
+
+def test_codistillation_loss_by_hand():
+    import math
+
+    from asr_kd.nn.losses import codistillation_loss
+    logits = torch.tensor([[[0.0, math.log(3.0)]]])  # q(1) = (1/4, 3/4)
+    others = torch.tensor([[[0.8, 0.2]]])
+    labels = torch.tensor([1])
+    hard = -math.log(0.75)
+    soft1 = -(0.8 * math.log(0.25) + 0.2 * math.log(0.75))
+    assert codistillation_loss(logits, others, labels, 1.0, 0.5).item() == pytest.approx(hard + 0.5 * soft1, rel=1e-6)
+    # T = 2: q(2) = softmax(0, ln3 / 2) = (1, sqrt 3) / (1 + sqrt 3), the soft term scaled by T^2 = 4
+    r = math.sqrt(3.0)
+    soft2 = -(0.8 * math.log(1 / (1 + r)) + 0.2 * math.log(r / (1 + r)))
+    assert codistillation_loss(logits, others, labels, 2.0, 0.5).item() == pytest.approx(hard + 0.5 * 4 * soft2, rel=1e-6)
+    assert codistillation_loss(logits, others, labels, 2.0, 0.0).item() == pytest.approx(hard, rel=1e-6)
+
+
+def test_hint_loss_by_hand():
+    from asr_kd.nn.losses import hint_loss
+    s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    t = torch.tensor([[1.0, 0.0], [2.0, 2.0]])
+    # frame 0: 0.5 * (0 + 4) / 2 = 1; frame 1: 0.5 * (4 + 4) / 2 = 2; mean 1.5
+    assert hint_loss(s, t).item() == pytest.approx(1.5)
+    assert hint_loss(torch.stack([s, t]), torch.stack([t, t])).tolist() == pytest.approx([1.5, 0.0])
