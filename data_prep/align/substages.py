@@ -17,7 +17,8 @@ ali         ``exp/tri/ali/<s>/.stamp.json``  beams                              
 
 (The report's step is in :mod:`data_prep.align.stage`.) ``--jobs`` and ``--chunk-frames`` only change the
 speed, so no step depends on them. A step that is rebuilt drops its stamp first, so a run that dies half-way
-never leaves outputs that look complete.
+never leaves outputs that look complete. ``--max-oov-rate`` (which utterances have a usable transcript) is
+an option of mono, tri and every ali step.
 """
 
 from __future__ import annotations
