@@ -46,7 +46,7 @@ decode_splits="dev test"
 if [ "$size" = tiny ]; then
   decode_splits="test"   # the test suite's budget: WER on test only (dev still selects, by frame accuracy)
   distill_opts=(--temperatures 2)
-  align_opts=(--num-leaves 40 --tree-min-count 30 --mono-gauss 150 --tri-gauss 300 --mono-iters 8
+  align_opts=(--num-leaves 160 --tree-min-count 30 --mono-gauss 150 --tri-gauss 800 --mono-iters 8
               --mono-realign 1,2,3,4,6 --tri-iters 4 --tri-realign 2)
   model_opts=(--hidden-layers 2 --hidden-dim 96 --epochs 2 --min-epochs 1 --epoch-frames 10000)
 fi
