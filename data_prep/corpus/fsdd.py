@@ -51,11 +51,13 @@ NAME_RE = re.compile(r"^([0-9])_([A-Za-z0-9]+)_([0-9]+)\.wav$")
 SUMMARY_FILE = "prepare_fsdd.json"
 STAMP = ".fsdd.stamp.json"
 SPLITS = ("train", "dev", "test")
+DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "fsdd"  # <repo>/../shared/data/fsdd
 
 
 @dataclass
 class PrepareFsddConfig:
-    corpus_dir: str = option("../shared/data/fsdd", help="FSDD directory (holds recordings/); read in place")
+    corpus_dir: str = option(str(DEFAULT_CORPUS), help="FSDD directory (holds recordings/); read in place "
+                                                        "(default: ../shared/data/fsdd next to the repository)")
     out: str = option("data", help="writes <out>/train, <out>/dev, <out>/test")
     train_speakers: list[str] = option(["george", "lucas", "yweweler"], help="speakers of the train split")
     dev_speakers: list[str] = option(["nicolas"], help="speakers of the dev split (held out)")
