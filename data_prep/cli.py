@@ -8,6 +8,7 @@ COMMANDS = [
     ("download", "data_prep.corpus.download", "download LibriSpeech parts + lexicon + ARPA LMs (resumable, md5-verified)"),
     ("synth-corpus", "data_prep.corpus.synth.synth_corpus", "synthesise the offline mini speech corpus in LibriSpeech layout"),
     ("make-data-dir", "data_prep.corpus.librispeech", "LibriSpeech-layout split -> Kaldi data dir (bad input listed)"),
+    ("prepare-fsdd", "data_prep.corpus.fsdd", "Free Spoken Digit Dataset (8 kHz) -> Kaldi data dirs split by speaker"),
     ("combine-data-dirs", "data_prep.corpus.combine_data_dirs", "several Kaldi data dirs -> one (like utils/combine_data.sh)"),
     ("validate-data-dir", "data_prep.corpus.validate_data_dir", "check a Kaldi data dir (like validate_data_dir.sh)"),
     ("compute-fbank", "data_prep.features.fbank", "40-dim log-mel fbank + per-speaker CMVN into a feature store"),

@@ -36,12 +36,18 @@ class AlignStageConfig:
     jobs: int = option(2, group="resources", help="alignment/accumulation processes")
     chunk_frames: int = option(20000, group="resources", help="frames per work chunk")
     seed: int = option(0, help="seed of the mixture-splitting perturbations (the triphones use seed + 1)")
+    max_oov_rate: float = option(0.5, group="transcripts",
+                                 help="leave out (list in failed.tsv) an utterance whose fraction of words without a "
+                                      "pronunciation is above this: aligning it would be mostly <UNK> = spoken noise "
+                                      "(1 = keep all); the OOV rate of every split goes into report.json")
     reference_timings: str | None = option(None, help="optional reference phone timings <dir>/<split>/<utt>.txt "
                                                       "(start end phone, flite names); boundary agreement of the "
                                                       "final alignment goes into report.json")
     force: bool = option(False, help="redo every sub-stage")
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_oov_rate <= 1.0:
+            raise ValueError(f"--max-oov-rate must be in [0, 1], got {self.max_oov_rate}")
         # A Gaussian budget below the number of states would leave every state with ONE Gaussian (splitting
         # never removes any): say so before hours of training, not after.
         if self.tri_gauss < self.num_leaves:

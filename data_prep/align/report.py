@@ -1,5 +1,5 @@
-"""Alignment report helpers: the tied-state occupancy histogram (PNG), CTM sanity numbers and phone-boundary
-agreement with reference timings (synthetic corpora)."""
+"""Alignment report helpers: the tied-state occupancy histogram (PNG), the OOV rate of a split, CTM sanity
+numbers and phone-boundary agreement with reference timings (synthetic corpora)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,16 @@ def write_occupancy_png(path: str | os.PathLike, pdf_counts: np.ndarray) -> None
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
+
+
+def oov_summary(per_utt: list[tuple[int, int, bool]], max_oov_rate: float) -> dict:
+    """OOV numbers of a split from ``(words, oov words, left out)`` per utterance with a transcript: the token
+    OOV rate, utterances with any OOV, and those left out for an OOV rate above ``max_oov_rate``."""
+    tokens = sum(n for n, _, _ in per_utt)
+    oov = sum(k for _, k, _ in per_utt)
+    return {"words": tokens, "oov_words": oov, "oov_rate": oov / max(tokens, 1),
+            "utterances_with_oov": sum(1 for _, k, _ in per_utt if k > 0),
+            "max_oov_rate": max_oov_rate, "utterances_left_out": sum(1 for *_, x in per_utt if x)}
 
 
 # ---------------------------------------------------------------------------------------------- sanity checks

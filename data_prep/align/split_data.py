@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from data_prep.align.hmm import HmmModel, frame_contexts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,30 +26,59 @@ class SplitData:
     words: list[list[int] | None]
     word_strs: list[list[str] | None]
     frame_shift: float
+    excluded: dict[int, str] = field(default_factory=dict)  # row -> why its transcript is not used (OOV rate)
+    oov: dict = field(default_factory=dict)  # the split's OOV summary (data_prep.align.report.oov_summary)
+
+    def failure_reasons(self, failed: dict[int, str]) -> dict[int, str]:
+        """A pass's failures with the reason an utterance was left out (instead of "no transcript")."""
+        return {**failed, **self.excluded}
 
     @property
     def num_frames(self) -> int:
         return int(self.lengths.sum())
 
 
-def load_split(name: str, store_dir: str | os.PathLike, text: dict[str, str], lang) -> SplitData:
-    """The utterances of feature store ``store_dir`` with their transcripts (OOVs mapped to the lang's OOV word)."""
+def load_split(name: str, store_dir: str | os.PathLike, text: dict[str, str], lang,
+               max_oov_rate: float = 1.0) -> SplitData:
+    """The utterances of feature store ``store_dir`` with their transcripts (OOVs mapped to the lang's OOV word).
+
+    An utterance whose fraction of out-of-vocabulary words is above ``max_oov_rate`` gets no transcript (it
+    would be aligned to mostly spoken noise): it is left out of training and alignment, and listed with the
+    reason in ``excluded``. OOV counts of the whole split are in ``oov``."""
+    from data_prep.align.report import oov_summary
     from data_prep.features.store import FeatureStore
     from data_prep.lang.lexicon import map_oov
 
     store = FeatureStore.open(store_dir)
-    words, strs = [], []
-    for u in store.utt_ids:
+    words, strs, excluded = [], [], {}
+    per_utt = []  # (tokens, oov tokens, excluded) of every utterance with a transcript
+    for r, u in enumerate(store.utt_ids):
         t = text.get(u)
         if t is None:
             words.append(None)
             strs.append(None)
             continue
-        ws = map_oov(t.split(), lang.lexicon, lang.oov)
+        raw = t.split()
+        ws = map_oov(raw, lang.lexicon, lang.oov)
+        n_oov = sum(1 for w, m in zip(raw, ws) if m == lang.oov and w != lang.oov)
+        rate = n_oov / max(len(raw), 1)
+        per_utt.append((len(raw), n_oov, rate > max_oov_rate))
+        if rate > max_oov_rate:
+            unknown = [w for w, m in zip(raw, ws) if m == lang.oov and w != lang.oov]
+            excluded[r] = (f"OOV rate {rate:.2f} > --max-oov-rate {max_oov_rate:g}: {n_oov} of {len(raw)} words "
+                           f"have no pronunciation ({' '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''})")
+            words.append(None)
+            strs.append(None)
+            continue
         words.append([lang.words[w] for w in ws])
         strs.append(ws)
+    oov = oov_summary(per_utt, max_oov_rate)
+    if excluded:
+        log.warning("%s: %d of %d utterances left out, more than %g of their words are out of vocabulary "
+                    "(e.g. %s: %s)", name, len(excluded), len(store.utt_ids), max_oov_rate,
+                    store.utt_ids[min(excluded)], excluded[min(excluded)])
     return SplitData(name, str(store_dir), list(store.utt_ids), store.starts.copy(), store.lengths.copy(), words, strs,
-                     store.frame_shift)
+                     store.frame_shift, excluded, oov)
 
 
 def contexts_range(split: SplitData, tids: np.ndarray, hmm: HmmModel, lo: int, hi: int) -> np.ndarray:

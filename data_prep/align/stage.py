@@ -83,6 +83,7 @@ def run_align(cfg: AlignStageConfig) -> dict:
         save_npy(tri_dir / "pdf_counts.npy", counts)
         write_occupancy_png(tri_dir / "occupancy.png", counts)
         report["states_used"] = int((counts > 0).sum())
+    report["oov_rate"] = {n: s.get("oov", {}).get("oov_rate") for n, s in splits.items()}
     report["num_tied_states"] = tri.num_pdfs
     report["seconds"] = round(time.time() - t_start, 1)
     write_json(tri_dir / "report.json", report)

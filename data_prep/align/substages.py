@@ -17,7 +17,8 @@ ali         ``exp/tri/ali/<s>/.stamp.json``  beams                              
 
 (The report's step is in :mod:`data_prep.align.stage`.) ``--jobs`` and ``--chunk-frames`` only change the
 speed, so no step depends on them. A step that is rebuilt drops its stamp first, so a run that dies half-way
-never leaves outputs that look complete.
+never leaves outputs that look complete. ``--max-oov-rate`` (which utterances have a usable transcript) is
+an option of mono, tri and every ali step.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ class AlignRun:
 def read_split(cfg: AlignStageConfig, name: str, lang) -> SplitData:
     from data_prep.corpus.data_dir import DataDir
 
-    return load_split(name, Path(cfg.fbank_dir) / name, DataDir.load(Path(cfg.data_dir) / name).text, lang)
+    return load_split(name, Path(cfg.fbank_dir) / name, DataDir.load(Path(cfg.data_dir) / name).text, lang,
+                      cfg.max_oov_rate)
 
 
 def is_up_to_date(step: Step, force: bool, outputs: list[Path]) -> bool:
@@ -113,7 +115,7 @@ def run_mono(run: AlignRun) -> tuple[HmmModel, np.ndarray, list[dict]]:
     step = Step(d / STAMP_NAME, "mono", inputs=run.inputs(cfg.train_split),
                 config=dict(train_split=cfg.train_split, mono_subset=cfg.mono_subset, mono_iters=cfg.mono_iters,
                             mono_realign=cfg.mono_realign, mono_gauss=cfg.mono_gauss, beam=cfg.beam,
-                            retry_beam=cfg.retry_beam, seed=cfg.seed))
+                            retry_beam=cfg.retry_beam, seed=cfg.seed, max_oov_rate=cfg.max_oov_rate))
     outputs = [d / "final.mdl", d / "history.json", run.mono_ali / "tid.npy"]
     if is_up_to_date(step, cfg.force, outputs):
         mono, _ = load_hmm(d / "final.mdl", run.topo, mono.ctx_dep)
@@ -133,7 +135,7 @@ def run_mono(run: AlignRun) -> tuple[HmmModel, np.ndarray, list[dict]]:
     save_system(d, mono, gmm, history)
     save_npy(run.mono_ali / "tid.npy", mono_tids)
     save_npy(run.mono_ali / "pdf.npy", labels)
-    write_failed(run.mono_ali / "failed.tsv", train, summ.failed)
+    write_failed(run.mono_ali / "failed.tsv", train, train.failure_reasons(summ.failed))
     write_json(d / "done.json", {"aligned": summ.aligned, "failed": len(summ.failed)})
     step.done(aligned=summ.aligned, failed=len(summ.failed))
     return mono, mono_tids, history
@@ -176,7 +178,7 @@ def run_tri(run: AlignRun, tree: TiedStateTree, mono: HmmModel,
     step = Step(d / STAMP_NAME, "tri", inputs={"tree": d / "tree", "mono_alignment": run.mono_ali / "tid.npy",
                                                **run.inputs(cfg.train_split)},
                 config=dict(tri_iters=cfg.tri_iters, tri_realign=cfg.tri_realign, tri_gauss=cfg.tri_gauss,
-                            beam=cfg.beam, retry_beam=cfg.retry_beam, seed=cfg.seed))
+                            beam=cfg.beam, retry_beam=cfg.retry_beam, seed=cfg.seed, max_oov_rate=cfg.max_oov_rate))
     if is_up_to_date(step, cfg.force, [d / "final.mdl", d / "history.json"]):
         tri, gmm = load_hmm(d / "final.mdl", run.topo, ctx_dep)
         return tri, gmm, read_json(d / "history.json")
@@ -199,7 +201,8 @@ def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet
     cfg, d = run.cfg, run.tri_dir / "ali" / name
     refs = Path(cfg.reference_timings) / name if cfg.reference_timings else None
     refs = refs if refs is not None and refs.is_dir() else None
-    step = Step(d / STAMP_NAME, f"ali {name}", config=dict(beam=cfg.beam, retry_beam=cfg.retry_beam),
+    step = Step(d / STAMP_NAME, f"ali {name}", config=dict(beam=cfg.beam, retry_beam=cfg.retry_beam,
+                                                           max_oov_rate=cfg.max_oov_rate),
                 inputs={"model": run.tri_dir / "final.mdl", "tree": run.tri_dir / "tree", **run.inputs(name),
                         "reference_timings": refs})
     if is_up_to_date(step, cfg.force, [d / f for f in SPLIT_OUTPUTS]):
@@ -212,7 +215,7 @@ def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet
     save_npy(d / "pdf.npy", labels)
     save_npy(d / "tid.npy", tids)
     write_ctm(d / "phones.ctm", sp, tids, tri, run.lang)
-    write_failed(d / "failed.tsv", sp, summ.failed)
+    write_failed(d / "failed.tsv", sp, sp.failure_reasons(summ.failed))
     ctm = read_ctm(d / "phones.ctm")
     sanity = ctm_sanity(ctm)
     if refs is not None:
@@ -222,9 +225,11 @@ def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet
             "fraction_aligned": summ.aligned / max(len(sp.utt_ids), 1),
             "avg_loglik": summ.align_loglik / max(summ.align_frames, 1),
             "frames": sp.num_frames, "aligned_frames": summ.align_frames,
-            "seconds": round(summ.seconds, 2), "rtf": summ.seconds / max(audio_s, 1e-9), "sanity": sanity}
+            "seconds": round(summ.seconds, 2), "rtf": summ.seconds / max(audio_s, 1e-9), "oov": sp.oov,
+            "sanity": sanity}
     write_json(d / "done.json", info)
     step.done(aligned=summ.aligned, failed=len(summ.failed))
-    log.info("%s: aligned %d / %d utterances (%.1f%%), avg loglik %.3f, RTF %.4f", name, summ.aligned,
-             len(sp.utt_ids), 100 * info["fraction_aligned"], info["avg_loglik"], info["rtf"])
+    log.info("%s: aligned %d / %d utterances (%.1f%%), avg loglik %.3f, RTF %.4f; OOV rate %.2f%%, %d utterances "
+             "left out for OOVs", name, summ.aligned, len(sp.utt_ids), 100 * info["fraction_aligned"],
+             info["avg_loglik"], info["rtf"], 100 * sp.oov["oov_rate"], sp.oov["utterances_left_out"])
     return info

@@ -10,6 +10,11 @@ chunk (see :mod:`data_prep.features.cmvn`). Until that pass the store holds utte
 rounding is then relative to the utterance's own spread rather than to the raw log-energy magnitude (~20),
 so dims with a small per-speaker spread stay accurate, and the split is never needed in RAM as float32.
 
+Sample rate: ``--sample-frequency`` (default 16000) is the rate the audio must have; features are computed at
+that native rate (e.g. 8000 for telephone-band corpora) and it is recorded in ``meta.json`` (``sample_rate``).
+A data dir whose ``make_data_dir.json`` says another rate is a clear error before any work; a single file at
+another rate is listed in ``skipped.tsv``. Nothing is resampled.
+
 Bad input never stops the stage: unreadable/corrupt audio, multi-channel audio, a wrong sample rate,
 audio shorter than one frame, a sample count that disagrees with ``utt2num_samples`` or an utterance
 without speaker are listed in ``<out>/skipped.tsv`` (``utt_id<TAB>path<TAB>reason``).
@@ -32,6 +37,7 @@ from typing import Literal
 import numpy as np
 
 from asr_base.config import add_options, from_args, option
+from asr_base.io import read_json
 from asr_base.stamp import STAMP_NAME, Step
 from data_prep.corpus.data_dir import DataDir
 from data_prep.corpus.skipped import skipped_tsv
@@ -96,6 +102,17 @@ def _expected_samples(d, utts: list[str], skipped: list[tuple[str, str, str]]) -
     return counts
 
 
+def check_data_dir_rate(data_dir: Path, sample_rate: int) -> None:
+    """A data dir made for another sample rate (``make_data_dir.json``: ``config.sample_rate``) is a clear error
+    before any work: 8 kHz audio is only ever used on purpose (``--sample-frequency 8000``), never by accident."""
+    report = data_dir / "make_data_dir.json"
+    if not report.is_file():
+        return
+    rate = read_json(report).get("config", {}).get("sample_rate")
+    if rate is not None and int(rate) != sample_rate:
+        raise ValueError(f"{data_dir}: the data dir holds {rate} Hz audio but fbank expects {sample_rate} Hz; pass "
+                         f"--sample-frequency {rate} for native {rate} Hz features (no resampling is done)")
+
 
 def compute_fbank_store(cfg: ComputeFbankConfig):
     """Run the stage; returns the :class:`~data_prep.features.store.FeatureStore` (existing or new)."""
@@ -107,6 +124,7 @@ def compute_fbank_store(cfg: ComputeFbankConfig):
     step = store_step(cfg)
     if (out / META).is_file() and step.up_to_date(cfg.force):  # meta.json present = a complete store
         return FeatureStore.open(out)
+    check_data_dir_rate(Path(cfg.data), cfg.fbank.sample_rate)
     step.digests()  # the inputs as they are now, before the work
 
     t0 = time.time()
@@ -162,7 +180,7 @@ def compute_fbank_store(cfg: ComputeFbankConfig):
                                utt_offsets=np.stack(offsets))
             del feats
         done_seconds = done_samples / fb.sample_rate
-        meta = {"source": "compute-fbank", "fbank": asdict(fb), "cmvn": cfg.cmvn,
+        meta = {"source": "compute-fbank", "fbank": asdict(fb), "sample_rate": fb.sample_rate, "cmvn": cfg.cmvn,
                 "data_dir": str(Path(cfg.data).absolute()), "data_fingerprint": data_fingerprint(Path(cfg.data)),
                 "audio_seconds": round(done_seconds, 3), "num_skipped": len(skipped), "speakers": len(cmvn.speakers)}
         store = writer.close(meta, extra_files={"cmvn.npz": cmvn.arrays(), "skipped.tsv": skipped_tsv(skipped)})

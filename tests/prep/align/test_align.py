@@ -33,7 +33,8 @@ def corpus(make_lexicon, simulate_corpus, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("align")
     lang = write_lang_dir(make_lexicon(), root / "lang")
-    extra = [("zz-short", 5, "W00 W01 W02"), ("zz-notext", 40, None), ("zz-oov", 80, "W03 NOTAWORD W04")]
+    extra = [("zz-short", 5, "W00 W01 W02"), ("zz-notext", 40, None), ("zz-oov", 80, "W03 NOTAWORD W04"),
+             ("zz-lower", 80, "w03 w04 w05")]  # lower case: no word has a pronunciation
     train = _write_split(simulate_corpus, root, lang, "train", 0, 60, extra)
     dev = _write_split(simulate_corpus, root, lang, "dev", 1, 10)
     return root, lang, train, dev
@@ -71,11 +72,21 @@ def test_align_pipeline_writes_everything_and_lists_failures(corpus):
     failed = dict(line.split("\t") for line in (tri / "ali/train/failed.tsv").read_text().splitlines()[1:])
     assert "too short" in failed["zz-short"]
     assert failed["zz-notext"] == "no transcript"
+    # mostly out of vocabulary (3 of 3 words): left out of training and alignment, listed with the reason
+    assert failed["zz-lower"].startswith("OOV rate 1.00 > --max-oov-rate 0.5: 3 of 3 words")
+    mono_failed = (root / "exp/mono/ali/train/failed.tsv").read_text()
+    assert "zz-lower\tOOV rate 1.00" in mono_failed
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    for u in ("zz-short", "zz-notext"):
+    for u in ("zz-short", "zz-notext", "zz-lower"):
         i = utts.index(u)
         assert (pdf[starts[i]:starts[i] + lengths[i]] == -1).all()
-    assert set(failed) <= {"zz-short", "zz-notext", "zz-oov"}
+    assert set(failed) <= {"zz-short", "zz-notext", "zz-oov", "zz-lower"} 
+    assert not failed.get("zz-oov", "").startswith("OOV")  # 1 of 3 words: kept (aligned to <UNK> = SPN, or tried)
+    # the OOV rate per split is in the report: 4 OOV tokens (NOTAWORD + the 3 lower-case words)
+    oov = report["splits"]["train"]["oov"]
+    assert oov["oov_words"] == 4 and oov["utterances_with_oov"] == 2 and oov["utterances_left_out"] == 1
+    assert oov["oov_rate"] == pytest.approx(4 / oov["words"]) and report["oov_rate"]["train"] == oov["oov_rate"]
+    assert report["splits"]["dev"]["oov"]["oov_words"] == 0
     # the synthetic utterances are all aligned, and to the right phones
     n = int(c.true_phone.size)
     assert (pdf[:n] >= 0).all()
@@ -87,7 +98,7 @@ def test_align_pipeline_writes_everything_and_lists_failures(corpus):
     assert np.mean(hmm.tid2phone[tid] == c.true_phone) >= 0.95
     assert report["splits"]["dev"]["fraction_aligned"] == 1.0
     # monophones trained on the 45 shortest utterances only; the tree saw the whole train split
-    with_text = sorted(n for u, n in zip(utts, lengths) if u != "zz-notext")
+    with_text = sorted(n for u, n in zip(utts, lengths) if u not in ("zz-notext", "zz-lower"))
     assert all(h["frames"] <= sum(with_text[:45]) for h in report["mono"]["iterations"])
     assert report["splits"]["train"]["sanity"]["fraction_start_sil"] > 0.9
     counts = np.load(tri / "pdf_counts.npy")
@@ -129,6 +140,26 @@ def test_ctm_times_follow_the_store_frame_shift(corpus, tmp_path):
     for utt, segs in ours.items():
         assert [p for *_, p in segs] == [p for *_, p in slow[utt]]
         np.testing.assert_allclose([s[:2] for s in slow[utt]], [(3 * a, 3 * b) for a, b, _ in segs], atol=0.011)
+
+
+def test_max_oov_rate_threshold(corpus):
+    """load_split: an utterance is left out only when its OOV fraction is above --max-oov-rate (1 keeps all)."""
+    from data_prep.align.split_data import load_split
+
+    root, lang = corpus[0], corpus[1]
+    text = {"zz-oov": "W03 NOTAWORD W04", "zz-lower": "w03 w04 w05", "zz-short": "W00 W01 W02"}
+    rows = {u: i for i, u in enumerate(load_split("train", root / "fbank" / "train", {}, lang).utt_ids)}
+    strict = load_split("train", root / "fbank" / "train", text, lang, max_oov_rate=0.3)
+    assert set(strict.excluded) == {rows["zz-oov"], rows["zz-lower"]} and strict.words[rows["zz-short"]] is not None
+    assert "1 of 3 words have no pronunciation (NOTAWORD)" in strict.excluded[rows["zz-oov"]]
+    keep_all = load_split("train", root / "fbank" / "train", text, lang, max_oov_rate=1.0)
+    assert not keep_all.excluded and keep_all.word_strs[rows["zz-lower"]] == ["<UNK>"] * 3
+    assert keep_all.oov == {"words": 9, "oov_words": 4, "oov_rate": 4 / 9, "utterances_with_oov": 2,
+                            "max_oov_rate": 1.0, "utterances_left_out": 0}
+    from data_prep.align.config import AlignStageConfig
+
+    with pytest.raises(ValueError, match="--max-oov-rate must be in"):
+        AlignStageConfig(max_oov_rate=1.5)
 
 
 SUB_STAGES = ("mono", "tree", "tri", "ali train", "ali dev", "report")
