@@ -39,6 +39,8 @@ from _kaldifst import _ArcIteratorLattice  # noqa: E402  (kaldifst.ArcIterator o
 
 log = logging.getLogger(__name__)
 
+LATTICE_RETRY_MAX_EXTRA = 4.0  # lattice mode: a retry beam is at most --beam + this
+
 
 @dataclass
 class DecoderConfig:
@@ -204,8 +206,9 @@ class WfstDecoder:
             return DecodeResult(utt, None, int(m.shape[0]) if m.ndim else 0, "failed", reason)
         scaled = np.ascontiguousarray(m, dtype=np.float32) * np.float32(self.config.acoustic_scale)
         beams = (self.config.beam, *[b for b in self.config.retry_beams if b > self.config.beam])
-        if self.config.lattice_beam > 0:
-            return self._decode_lattice(utt, scaled, beams)
+        if self.config.lattice_beam > 0:  # no max-active in LatticeSimpleDecoder: a wide retry beam explodes
+            capped = tuple(dict.fromkeys(min(b, self.config.beam + LATTICE_RETRY_MAX_EXTRA) for b in beams))
+            return self._decode_lattice(utt, scaled, capped)
         for i, beam in enumerate(beams):
             dec = kaldi_decoder.FasterDecoder(self.fst, self._options(beam))
             dec.decode(kaldi_decoder.DecodableCtc(scaled))
