@@ -97,6 +97,6 @@ if [ 8 -ge "$stage" ] && [ 8 -le "$stop_stage" ]; then
   log "stage 8: report"
   asr-kd report --exp exp --data data --out exp/report.md
 fi
-run_step 9 export export_best_student
+run_step 9 export export_best_student data/lang  # the digit words are the decoding vocabulary
 
 log "digits recipe: stages $stage..$stop_stage done; report: $dir/exp/report.md"

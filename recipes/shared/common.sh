@@ -101,14 +101,15 @@ decode_all_models() {
   done
 }
 
-# export_best_student: the student chosen on dev (exp/students/best.json, via asr-kd list-models) -> exp/export
+# export_best_student [LANG]: the student chosen on dev (exp/students/best.json, via asr-kd list-models) ->
+# exp/export, with the decoding lang dir LANG (default data/lang_test: the graph's vocabulary)
 export_best_student() {
-  local line
+  local line lang=${1:-data/lang_test}
   local -a model_args
   line=$(asr-kd list-models --exp exp --best-student)
   read_model_args "$line"
   asr-kd export "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats data/fbank/train \
-    --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang data/lang_test --out exp/export
+    --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang "$lang" --out exp/export
 }
 
 # report_step: the report is cheap and always regenerated from whatever the run has produced so far
