@@ -217,15 +217,26 @@ def _kaldi_table(path: Path) -> dict[str, list[str]]:
 
 def test_transcribe_from_export_and_graph_alone(mini_run, tmp_path):
     """`asr-kd transcribe` in a fresh process, from exp/export + exp/graph alone (no data dir, no store):
-    with the split's speakers (per-speaker CMVN as in training) it says what `asr-kd decode` of the same model
-    said; one FLAC alone gets its words too; bad audio is listed with its reason and the rest transcribed."""
+    with the split's speakers (per-speaker CMVN as in training) it says what the same one-pass search says on
+    the recipe's feature store; one FLAC alone gets its words too; bad audio is listed with its reason and the rest transcribed."""
     import soundfile as sf  # noqa: PLC0415
+
+    from asr_kd.decoding.decoder import DecoderConfig, decode_matrices  # noqa: PLC0415
+    from asr_kd.decoding.transcribe_audio import normalise  # noqa: PLC0415
+    from asr_kd.export.load import expected_cmvn, load_export  # noqa: PLC0415
+    from data_prep.features.cmvn import load_store_cmvn  # noqa: PLC0415
+    from data_prep.features.store import FeatureStore  # noqa: PLC0415
 
     d, _ = mini_run
     exp, test = d / "exp", d / "data/test"
     best = json.loads((exp / "students/best.json").read_text())["best"]
-    decoded = _kaldi_table(exp / f"decode/student_{best}/test/hyp.txt")
     dc = json.loads((exp / f"decode/student_{best}/test/wer.json").read_text())["config"]["decoder_config"]
+    one_pass = DecoderConfig(beam=dc["beam"], max_active=dc["max_active"], acoustic_scale=dc["acoustic_scale"],
+                             num_jobs=1)  # transcribe's one-best search (the recipe's test hyps are lattice-tuned)
+    model = load_export(exp / "export")
+    store = FeatureStore.open(d / "data/fbank/test")
+    decoded = decode_matrices(exp / "graph", {u: model.loglikes(np.asarray(store.utt(u), np.float32))
+                                              for u in store.utt_index()}, one_pass).hyps
     wav = {u: spec[0] for u, spec in _kaldi_table(test / "wav.scp").items()}
     sf.write(tmp_path / "stereo.wav", np.zeros((16000, 2)), 16000)
     sf.write(tmp_path / "eight_k.wav", 0.01 * np.random.default_rng(0).standard_normal(8000), 8000)
@@ -252,24 +263,14 @@ def test_transcribe_from_export_and_graph_alone(mini_run, tmp_path):
     # one FLAC alone, default CMVN: the words of the same model on the recipe's own features (the store's
     # float16 fbank, its speaker CMVN undone, normalised per utterance like an unseen speaker's) -- an
     # independent path from audio to words
-    from asr_kd.decoding.decoder import DecoderConfig, decode_matrices  # noqa: PLC0415
-    from asr_kd.decoding.transcribe_audio import normalise  # noqa: PLC0415
-    from asr_kd.export.load import expected_cmvn, load_export  # noqa: PLC0415
-    from data_prep.features.cmvn import load_store_cmvn  # noqa: PLC0415
-    from data_prep.features.store import FeatureStore  # noqa: PLC0415
-
     utt = max(wav, key=lambda u: len(decoded[u]))
-    store = FeatureStore.open(d / "data/fbank/test")
     cmvn = load_store_cmvn(store.root)
     mean, scale = cmvn.transform()
     k = cmvn.index()[store.speakers[store.utt_index()[utt]]]
     raw = np.asarray(store.utt(utt), np.float32) / scale[k] + mean[k]
-    model = load_export(exp / "export")
     mode = expected_cmvn(model.feature_config)["unseen"]
     x = normalise({utt: raw}, mode)[utt]
-    want = decode_matrices(exp / "graph", {utt: model.loglikes(x)},
-                           DecoderConfig(beam=dc["beam"], max_active=dc["max_active"],
-                                         acoustic_scale=dc["acoustic_scale"], num_jobs=1)).hyps[utt]
+    want = decode_matrices(exp / "graph", {utt: model.loglikes(x)}, one_pass).hyps[utt]
     one = subprocess.run([*base, wav[utt]], capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
     assert one.stdout.splitlines() == [" ".join([utt, *want])], (one.stdout, want, decoded[utt])
