@@ -198,6 +198,10 @@ def test_librispeech_recipe_on_local_copy(mini_run, tmp_path):
     shutil.copytree(REPO / "recipes/librispeech/conf", conf)
     (conf / "align_100h.conf").write_text("--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2\n")
     (conf / "model.conf").write_text("--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1 --epoch-frames 20000\n")
+    # LibriSpeech's wide lattice search (beam 11, lattice beam 6) on 2 x 64 nets costs minutes per system: the
+    # wiring (lattices, dev sweep, test at dev's point) is what this test checks
+    (conf / "decode.conf").write_text("--acoustic-scale 0.1 --beam 8 --lattice-beam 3 "
+                                      "--sweep-acoustic-scales 0.08 0.1 0.14 --sweep-penalties 0 1\n")
     proc = _run("recipes/librispeech/run.sh", "--dir", str(tmp_path / "run"), "--conf", str(conf),
                 "--corpus-dir", str(tmp_path / "corpus"), "--lm-dir", str(lm_dir), "--jobs", "2",
                 "--num-teachers", "2", "--dev-parts", "dev-clean", "--test-parts", "test-clean")
