@@ -30,7 +30,6 @@ import json
 import logging
 import platform
 import shutil
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,11 +37,11 @@ import numpy as np
 import torch
 
 from asr_base.config import add_options, from_args, option
-from asr_base.io import atomic_path, read_json, save_npy, save_torch, sha256_file, write_json
+from asr_base.io import atomic_path, read_json, save_npy, sha256_file, write_json
 from asr_base.stamp import STAMP_NAME, Step
 from asr_kd.decoding.model_source import add_model_choice
 from asr_kd.export.load import DEFAULT_UNSEEN_CMVN, MANIFEST
-from asr_kd.export.loglike_module import LoglikeModule
+from asr_kd.export.networks import build_module, write_networks
 from asr_kd.export.verify import onnx_max_abs_diff, torchscript_fresh_process_diff
 from asr_kd.nn.model_dirs import FINAL, member_dirs
 
@@ -75,24 +74,6 @@ class ExportConfig:
                         "silence_phones.txt": str(Path(self.lang) / "phones" / "optional_silence.txt"),
                         "lexicon.txt": str(Path(self.lang) / "lexicon.txt")})
         return out
-
-
-def _export_onnx(module: LoglikeModule, path: Path, feat_dim: int) -> None:
-    """Legacy (TorchScript-based) ONNX exporter: the dynamo exporter needs onnxscript, not on our stack."""
-    example = torch.zeros(1, 30, feat_dim)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (example,), str(tmp), dynamo=False, input_names=["feats"],
-                          output_names=["loglikes"], dynamic_axes={"feats": {0: "batch", 1: "time"},
-                                                                   "loglikes": {0: "batch", 1: "time"}},
-                          opset_version=17)
-
-
-def _export_torchscript(module: LoglikeModule, path: Path) -> None:
-    with warnings.catch_warnings():  # torch.jit is deprecated but is what C++/Kaldi-side users can load
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(module)
-    save_torch(path, scripted)
 
 
 def _versions() -> dict:
@@ -154,25 +135,15 @@ def export_step(cfg: ExportConfig) -> Step:
 
 def export(cfg: ExportConfig) -> dict:
     """Write the export dir (unless up to date); returns the manifest."""
-    from asr_kd.decoding.scorer import load_log_priors
-    from asr_kd.nn.model import load_model
-
     out = Path(cfg.out)
     step = export_step(cfg)
     if (out / MANIFEST).is_file() and step.up_to_date(cfg.force):
         return read_json(out / MANIFEST)
     models = cfg.checkpoints()
-    members = [load_model(p).eval() for p in models]
-    mc = members[0].config
-    if any(m.config != mc for m in members):
-        raise ValueError("ensemble members must share one model config")
-    log_priors = load_log_priors(cfg.priors, cfg.prior_floor)
-    if len(log_priors) != mc.num_pdfs:
-        raise ValueError(f"{cfg.priors} has {len(log_priors)} states, the model {mc.num_pdfs} outputs")
-    module = LoglikeModule(members, log_priors, mc.left_context, mc.right_context).eval()
+    module = build_module(models, cfg.priors, cfg.prior_floor)
+    log_priors, mc = module.log_priors.numpy(), module.net.members[0].config
     out.mkdir(parents=True, exist_ok=True)
-    _export_torchscript(module, out / "model.ts")
-    _export_onnx(module, out / "model.onnx", mc.feat_dim)
+    write_networks(models, cfg.priors, cfg.prior_floor, out)  # model.ts, model.onnx
     save_npy(out / "log_priors.npy", log_priors)
     write_json(out / "feature_config.json", _feature_config(cfg, mc, out))
     for name, src in cfg.copies().items():
@@ -191,12 +162,12 @@ def export(cfg: ExportConfig) -> dict:
     files = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST and not p.name.startswith("."))
     manifest = {
         "format": "asr-kd export v1", "num_pdfs": mc.num_pdfs, "model_config": asdict(mc),
-        "num_members": len(members), "sources": {p: sha256_file(p) for p in [*models, cfg.priors]},
+        "num_members": len(models), "sources": {p: sha256_file(p) for p in [*models, cfg.priors]},
         "versions": _versions(), "files": {name: sha256_file(out / name) for name in files},
         "verification": {"onnx_max_abs_diff": onnx_diff, "torchscript_fresh_process_max_abs_diff": ts_diff},
     }
     write_json(out / MANIFEST, json.loads(json.dumps(manifest, default=str)))
-    step.done(num_members=len(members), num_pdfs=mc.num_pdfs)
+    step.done(num_members=len(models), num_pdfs=mc.num_pdfs)
     return manifest
 
 

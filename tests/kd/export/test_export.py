@@ -154,3 +154,25 @@ def test_export_loader_backends_and_loglikes_ark(setup):
         f.write(b"tampered")
     with pytest.raises(ValueError, match="checksum"):
         load_export(out)
+
+
+@pytest.mark.e2e
+def test_network_files_do_not_depend_on_the_hash_seed(setup, tmp_path, monkeypatch):
+    """torch.jit.script orders a module's constants by string hash: the networks are written by a child
+    interpreter with a fixed seed, so parents with different PYTHONHASHSEEDs write the same bytes."""
+    from asr_base.io import sha256_file
+    from asr_kd.export.networks import main as networks_main, write_networks
+
+    root, _, _, _ = setup
+    ckpt = str(root / "exp" / "m" / "final.pt")
+    digests = set()
+    for seed in ("1", "2", "3", "4"):
+        monkeypatch.setenv("PYTHONHASHSEED", seed)
+        out = tmp_path / seed
+        out.mkdir()
+        write_networks([ckpt, ckpt], str(root / "exp" / "pdf_counts.npy"), 1e-10, out)
+        digests.add((sha256_file(out / "model.ts"), sha256_file(out / "model.onnx")))
+    assert len(digests) == 1
+    with pytest.raises(SystemExit, match="PYTHONHASHSEED=0"):
+        networks_main([ckpt, "--priors", str(root / "exp" / "pdf_counts.npy"), "--prior-floor", "1e-10",
+                       "--out", str(tmp_path)])
