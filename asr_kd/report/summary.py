@@ -110,6 +110,20 @@ class RunSummary:
         return None if w is None or w.get("wer") is None else float(w["wer"])
 
     @property
+    def selection_split(self) -> str | None:
+        """The held-out split that selected (early stopping, T, LM weight): the trainers' ``--dev-feats``."""
+        for m in [self.baseline, *self.members, *self.students]:
+            dev = (m.config.get("data") or {}).get("dev_feats") if m is not None else None
+            if dev:
+                return Path(dev).name
+        return None
+
+    @property
+    def report_splits(self) -> list[str]:
+        """The splits whose numbers are results: every evaluated split but the selection split."""
+        return [s for s in self.splits if s != self.selection_split]
+
+    @property
     def num_members(self) -> int:
         return int(self.ensemble.get("num_members") or len(self.members))
 

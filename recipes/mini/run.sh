@@ -53,12 +53,14 @@ mkdir -p "$dir" && cd "$dir"
 done_dir=exp/done
 splits="train dev test"
 
-synth_opts=() ; model_opts=() ; align_opts=()
+synth_opts=() ; model_opts=() ; align_opts=() ; decode_opts=()
 if [ "$size" = tiny ]; then
   # the LM text is the tiny train set's own sentences (a small decoding vocabulary and graph)
   synth_opts=(--tiny --train-hours 0.06 --dev-minutes 0.75 --test-minutes 0.75 --num-train-speakers 4 --lm-text used)
   align_opts=(--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2)
   model_opts=(--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1 --epoch-frames 20000)
+  # a narrow search and a 3-point sweep: the tiny models are barely trained, so a wide beam only costs time
+  decode_opts=(--beam 7 --max-active 1000 --lattice-beam 2 --sweep-acoustic-scales 0.08 0.14 0.2 --sweep-penalties 0)
 fi
 data_opts=(--train-feats data/fbank/train --train-labels exp/tri/ali/train/pdf.npy
            --dev-feats data/fbank/dev --dev-labels exp/tri/ali/dev/pdf.npy --num-pdfs-file exp/tri/num_pdfs)
@@ -116,7 +118,7 @@ run_step 9 frame_accuracy frame_accuracy_all "dev test"
 run_step 9 graph \
   asr-kd make-graph --lang data/lang_test --arpa data/lm/3gram.arpa --tree exp/tri/tree --model exp/tri/final.mdl \
   --out exp/graph
-run_step 9 decode decode_all_models "dev test:dev" --num-jobs "$jobs" "@$conf/decode.conf"
+run_step 9 decode decode_all_models "dev test:dev" --num-jobs "$jobs" "@$conf/decode.conf" "${decode_opts[@]}"
 report_step
 run_step 11 export export_best_student
 
@@ -124,7 +126,7 @@ if [ "$beyond" = true ]; then
   codistill_opts=() ; [ "$size" = tiny ] && codistill_opts=(--burn-in-steps 20)
   run_step 12 codistill codistill_step "${codistill_opts[@]}"
   run_step 13 small_students small_students_step
-  run_step 14 beyond_eval beyond_eval_step "dev test" "test" --num-jobs "$jobs" "@$conf/decode.conf"
+  run_step 14 beyond_eval beyond_eval_step "dev test" "test" --num-jobs "$jobs" "@$conf/decode.conf" "${decode_opts[@]}"
   if [ 14 -ge "$stage" ] && [ 14 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md; fi
 fi
 

@@ -128,9 +128,11 @@ def test_report_of_a_real_run(run_dir):
     # the share of the ensemble's gain recovered, recomputed here from the evaluation output
     b, e, s = (acc["test"][k] for k in ("baseline", "teachers/ensemble_arithmetic", f"students/{best}"))
     assert abs(e - b) > 1e-6  # the tiny ensemble differs from the baseline (fixed seeds)
-    expect = f"**{100 * (s - b) / (e - b):.0f}%**"
+    expect = f"on test: {100 * (s - b) / (e - b):.0f}%**"  # the headline, in bold: test only
     line = next(ln for ln in table1.splitlines() if "recovered by the distilled model on test" in ln)
-    assert expect in line and expect in printed
+    assert line.startswith("- **") and expect in line and expect in printed
+    assert "recovered by the distilled model on dev" not in table1  # dev selected: no headline on it
+    assert "- Not a result: dev selected" in table1
     assert f"({s:.2f} − {b:.2f}) / ({e:.2f} − {b:.2f})" in line
     assert "| Baseline (single model, hard labels) |" in printed
 
@@ -232,7 +234,7 @@ def test_gain_from_collected_run(tmp_path):
     g = run.gain("test")
     assert g["fraction"] == pytest.approx(0.75) and g["student"] == 53.0
     assert run.gain("dev") is None
-    assert "**75%** = (53.00 − 50.00) / (54.00 − 50.00)" in table1_markdown(run)
+    assert "on test: 75%** = (53.00 − 50.00) / (54.00 − 50.00)" in table1_markdown(run)
 
 
 def test_splits_found_in_evaluation_and_decoding(tmp_path):
