@@ -22,6 +22,7 @@ COMMANDS = [
     ("transcribe", "asr_kd.decoding.transcribe", "transcribe audio files with an export dir and a graph dir"),
     ("export", "asr_kd.export.write", "export a model for a decoder (TorchScript + ONNX + priors + config)"),
     ("report", "asr_kd.report.stage", "write report.md and plots from a run's logs"),
+    ("report-seeds", "asr_kd.report.seeds", "Table 1 as mean ± std over runs that differ only in --seed"),
 ]
 
 

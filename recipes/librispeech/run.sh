@@ -37,7 +37,8 @@ num_teachers=10
 ngpu=0                      # >0: training stages run under torchrun with this many processes
 jobs=$(nproc)
 regularizer=false
-_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali align_conf num_teachers ngpu jobs regularizer"
+decode_systems=all          # all: baseline, ensemble and every student; table1: baseline, ensemble, dev-chosen student
+_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali align_conf num_teachers ngpu jobs regularizer decode_systems"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"

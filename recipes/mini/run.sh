@@ -20,6 +20,8 @@
 #  12-14 beyond the paper (--beyond true; recipes/shared/beyond.sh): 12 codistillation of --num-teachers
 #      members, 13 smaller students (3x192, 3x96) and a thin-and-deep 6x128 one with and without FitNets
 #      hints, 14 their frame accuracy, acoustic-model speed and test decoding, then the report again
+#  15 error bars (--seeds "1 2 3"): stages 5-10 again for every other seed on the same data, alignment and
+#      graph (seeds/seed_S), then exp/seeds.md: every Table 1 cell as mean +- std over the seeds
 # Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage M] [--size default|tiny] [--jobs 2] ...
 # Outputs go to <dir>/data and <dir>/exp (default dir: recipes/mini). A rerun calls every stage again and
 # each skips what is up to date (its *.stamp.json), so a changed option or input rebuilds what depends on
@@ -40,9 +42,11 @@ num_teachers=4     # ensemble size (paper: 10); sized for ~15 min of CPU for all
 regularizer=false  # stage 8 (paper section 6)
 decode_systems=table1  # table1: decode baseline, ensemble, dev-chosen student (CPU budget); all: every student too
 beyond=false       # stages 12-14 (codistillation, student sizes, FitNets)
+seeds=""           # e.g. "1 2 3": stage 15 reruns stages 5-10 for every other seed -> exp/seeds.md (mean +- std)
+# model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
-_recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond dir conf"
+_recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -101,17 +105,17 @@ run_step 5 baseline \
 
 run_step 6 teachers \
   asr-kd train-ensemble "${data_opts[@]}" --out exp/teachers --num-members "$num_teachers" \
-  --seed $((seed + 100)) "@$conf/model.conf" "${model_opts[@]}"
+  --seed $((1000 * seed + 100)) "@$conf/model.conf" "${model_opts[@]}"
 
 run_step 7 students \
-  asr-kd distill "${data_opts[@]}" --teachers exp/teachers --out exp/students --seed $((seed + 200)) \
+  asr-kd distill "${data_opts[@]}" --teachers exp/teachers --out exp/students --seed $((1000 * seed + 200)) \
   "@$conf/distill.conf" "@$conf/model.conf" "${model_opts[@]}"
 
 if [ "$regularizer" = true ]; then
   run_step 8 regularizer \
     asr-kd regularizer "${data_opts[@]}" --teacher exp/baseline --fraction 0.03 \
     --test-feats data/fbank/test --test-labels exp/tri/ali/test/pdf.npy --out exp/regularizer \
-    --seed $((seed + 300)) "@$conf/model.conf" --epochs 40 --min-epochs 40 --eval-max-frames 20000 "${model_opts[@]}"
+    --seed $((1000 * seed + 300)) "@$conf/model.conf" --epochs 40 --min-epochs 40 --eval-max-frames 20000 "${model_opts[@]}"
 fi
 
 run_step 9 frame_accuracy frame_accuracy_all "dev test"
@@ -128,6 +132,11 @@ if [ "$beyond" = true ]; then
   run_step 13 small_students small_students_step
   run_step 14 beyond_eval beyond_eval_step "dev test" "test" --num-jobs "$jobs" "@$conf/decode.conf" "${decode_opts[@]}"
   if [ 14 -ge "$stage" ] && [ 14 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md; fi
+fi
+
+if [ -n "$seeds" ]; then
+  run_step 15 seeds seed_runs "$seeds" "$here/run.sh" 5 10 --size "$size" --jobs "$jobs" \
+    --num-teachers "$num_teachers" --regularizer "$regularizer" --decode-systems "$decode_systems" --conf "$conf"
 fi
 
 log "mini recipe: stages $stage..$stop_stage done; report: $dir/exp/report.md"

@@ -17,7 +17,7 @@ _beyond_students() {
 }
 
 codistill_step() {
-  asr-kd codistill "${data_opts[@]}" --out exp/codistill --num-members "$num_teachers" --seed $((seed + 400)) \
+  asr-kd codistill "${data_opts[@]}" --out exp/codistill --num-members "$num_teachers" --seed $((1000 * seed + 400)) \
     "@$conf/codistill.conf" "@$conf/model.conf" "${model_opts[@]}" "$@"
 }
 
@@ -25,7 +25,7 @@ small_students_step() {
   local name cmd opts
   while read -r name cmd opts; do
     # shellcheck disable=SC2086
-    asr-kd "$cmd" "${data_opts[@]}" --teachers exp/teachers --out "exp/$name" --seed $((seed + 200)) \
+    asr-kd "$cmd" "${data_opts[@]}" --teachers exp/teachers --out "exp/$name" --seed $((1000 * seed + 200)) \
       "@$conf/distill.conf" "@$conf/model.conf" "${model_opts[@]}" $opts
   done < <(_beyond_students)
 }

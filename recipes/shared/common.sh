@@ -119,3 +119,25 @@ report_step() {
     asr-kd report --exp exp --data data --out exp/report.md
   fi
 }
+
+# seed_runs "SEEDS" RECIPE FIRST LAST [RECIPE OPTIONS...]: error bars over seeds (the recipes' --seeds).
+# This run (seed $seed) is the first; every other seed S reruns the model stages FIRST..LAST of RECIPE in
+# seeds/seed_S, whose data/ and exp/{mono,tri,graph} are links to this run's (same corpus, features,
+# alignment and graph: only the seed of the models differs). Then asr-kd report-seeds writes exp/seeds.md
+# (+ .json): every Table 1 cell and the recovered share as mean +- std over the runs.
+seed_runs() {
+  local seeds=$1 recipe=$2 first=$3 last=$4 s d x
+  shift 4
+  local -a runs=("$PWD")
+  for s in $seeds; do
+    [ "$s" = "$seed" ] && continue
+    d=seeds/seed_$s
+    mkdir -p "$d/exp"
+    ln -sfn ../../data "$d/data"
+    for x in mono tri graph; do ln -sfn "../../../exp/$x" "$d/exp/$x"; done
+    log "seed $s: model stages $first..$last in $d"
+    bash "$recipe" "$@" --seed "$s" --stage "$first" --stop-stage "$last" --dir "$PWD/$d"
+    runs+=("$PWD/$d")
+  done
+  asr-kd report-seeds --runs "${runs[@]}" --out exp/seeds.md
+}
