@@ -182,3 +182,16 @@ def pytest_configure(config):
     """The ``gpu`` marker (registered here: pyproject.toml is not edited by stages): tests that need a CUDA
     device and skip without one; ``pytest -m gpu`` runs them (benchmarks/gpu_check.sh)."""
     config.addinivalue_line("markers", "gpu: needs a CUDA device; skipped cleanly without one")
+
+
+# the longest test files first, so that with two xdist workers (scripts/run_tests.sh) one runs the mini
+# recipe's tests while the other runs everything else, instead of both waiting for the mini tests at the end
+_LONGEST_FIRST = ("recipes/test_recipes.py", "recipes/test_librispeech_recipe.py", "recipes/test_digits_recipe.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = str(item.path)
+        return next((i for i, name in enumerate(_LONGEST_FIRST) if path.endswith(name)), len(_LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the order inside a file and among the other files is kept
