@@ -86,6 +86,9 @@ class DecodeConfig:
                                               "point (sweep.json) gives the hypothesis' scale and penalty")
     select_best: bool = option(False, help="lattice mode, on the tuning split (dev): the hypotheses are those of "
                                            "this split's own best sweep point")
+    tuned_one_pass: bool = option(False, help="with --tune-from, when the tuned penalty is 0: decode with the "
+                                              "one-pass search at the tuned acoustic scale instead of lattices "
+                                              "(about 3.5x faster; the same best path up to pruning)")
     scoring: ScoringConfig = option(cli=False)
     decoder_config: DecoderConfig = dataclasses.field(default_factory=DecoderConfig, metadata={"cli": False})
 
@@ -132,11 +135,16 @@ def run_decode(cfg: DecodeConfig) -> dict:
     if cfg.tune_from:
         if cfg.decoder_config.lattice_beam <= 0:
             raise ValueError("--tune-from needs lattices (--lattice-beam > 0)")
-        cfg = dataclasses.replace(cfg, decoder_config=dataclasses.replace(
-            cfg.decoder_config, one_best=best_point(Path(cfg.tune_from) / SWEEP), sweep_acoustic_scales=[],
-            sweep_penalties=[0.0]))
-        log.info("%s: hypotheses at acoustic scale %g, penalty %g (best on %s)", out, *cfg.decoder_config.one_best,
-                 cfg.tune_from)
+        tuned = best_point(Path(cfg.tune_from) / SWEEP)
+        if cfg.tuned_one_pass and tuned[1] == 0.0:  # no penalty to add: search at the tuned scale, one pass
+            dc = dataclasses.replace(cfg.decoder_config, acoustic_scale=tuned[0], lattice_beam=0.0, one_best=(),
+                                     sweep_acoustic_scales=[], sweep_penalties=[0.0])
+        else:
+            dc = dataclasses.replace(cfg.decoder_config, one_best=tuned, sweep_acoustic_scales=[],
+                                     sweep_penalties=[0.0])
+        cfg = dataclasses.replace(cfg, decoder_config=dc)
+        log.info("%s: hypotheses at acoustic scale %g, penalty %g (best on %s; %s)", out, *tuned, cfg.tune_from,
+                 "lattice best path" if dc.lattice_beam > 0 else "one-pass search at that scale")
     step = decode_step(cfg)
     if (out / "wer.json").is_file() and step.up_to_date(cfg.force):
         return read_json(out / "wer.json")
@@ -176,6 +184,8 @@ def run_decode(cfg: DecodeConfig) -> dict:
              "rtf": round(seconds / audio_s, 4) if audio_s else None,
              "retried": sum(r.status == "retried" for r in result.results.values()),
              "decoder": cfg.decoder, "models": cfg.scoring.checkpoints() or [cfg.scoring.export]}
+    if cfg.tune_from and cfg.decoder_config.lattice_beam <= 0:  # --tuned-one-pass
+        extra.update(one_best=list(best_point(Path(cfg.tune_from) / SWEEP)), search="one-pass")
     if sweep is not None:
         s0 = cfg.decoder_config.acoustic_scale
         untuned = next(r for r in sweep["points"] if (r["acoustic_scale"], r["penalty"]) == (s0, 0.0))

@@ -83,8 +83,11 @@ def table1_markdown(run: RunSummary) -> str:
         lines.append("- Share of the ensemble's gain recovered: " + DASH +
                      " (needs baseline, ensemble and best-student frame accuracy on the same split)")
     if any(w.get("one_best") for d in run.wer.values() for w in d.values()):
+        one_pass = any(w.get("search") == "one-pass" for d in run.wer.values() for w in d.values())
         lines.append("- WER columns: lattice one-best at each model's LM weight / insertion penalty tuned on dev "
-                     "(test at dev's point); the untuned numbers and the points are under *Decoding*.")
+                     "(test at dev's point" + ("; a one-pass search at dev's acoustic scale where dev's best penalty "
+                                               "is 0" if one_pass else "") +
+                     "); the untuned numbers and the points are under *Decoding*.")
     return "\n".join(lines).rstrip() + "\n"
 
 

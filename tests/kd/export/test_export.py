@@ -176,3 +176,24 @@ def test_network_files_do_not_depend_on_the_hash_seed(setup, tmp_path, monkeypat
     with pytest.raises(SystemExit, match="PYTHONHASHSEED=0"):
         networks_main([ckpt, "--priors", str(root / "exp" / "pdf_counts.npy"), "--prior-floor", "1e-10",
                        "--out", str(tmp_path)])
+
+
+@pytest.mark.e2e
+def test_test_split_at_dev_point_lattice_or_one_pass(setup):
+    """--tune-from: the hypotheses are at dev's best point, as a lattice best path or (--tuned-one-pass, dev's
+    penalty 0) as a one-pass search at dev's acoustic scale; both give the spelled words and record the point."""
+    root, gdir, common, _ = setup
+    model = ["--model", str(root / "exp" / "m" / "final.pt"), *common]
+    lattice = ["--lattice-beam", "4", "--sweep-acoustic-scales", "0.2", "0.5", "--sweep-penalties", "0", "1"]
+    dev = decode(root, gdir, model, "tune/dev", *lattice, "--select-best")
+    point = dev["one_best"]
+    assert point[1] == 0.0 and point[0] in (0.1, 0.2, 0.5)  # 0.1: the search scale, also a point
+    lat = decode(root, gdir, model, "tune/test_lattice", *lattice, "--tune-from", str(root / "tune/dev"))
+    one = decode(root, gdir, model, "tune/test_one_pass", *lattice, "--tune-from", str(root / "tune/dev"),
+                 "--tuned-one-pass")
+    assert lat["one_best"] == one["one_best"] == point
+    assert one["search"] == "one-pass" and "search" not in lat and lat["lattice_beam"] == 4.0
+    assert one["config"]["decoder_config"]["acoustic_scale"] == point[0]
+    assert one["config"]["decoder_config"]["lattice_beam"] == 0.0
+    assert one["errors"] == lat["errors"] == dev["errors"]
+    assert (root / "tune/test_one_pass/hyp.txt").read_text() == (root / "tune/test_lattice/hyp.txt").read_text()
