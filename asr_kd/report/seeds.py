@@ -73,9 +73,9 @@ def _fmt(values: list[float]) -> str:
 
 
 def aggregate(cfg: SeedsConfig) -> dict:
-    """Collect every run; returns ``{runs, seeds, splits, selection_split, cells: {key: [value per run]}}``
+    """Collect every run; returns ``{runs, seeds, splits, selection_splits, cells: {key: [value per run]}}``
     (None where a run lacks the cell)."""
-    per_run, seeds, splits, selection = [], [], [], None
+    per_run, seeds, splits, selection = [], [], [], []
     for d in cfg.runs:
         rc = ReportConfig(exp=str(Path(d) / "exp"), data=str(Path(d) / "data"), quiet=True)
         if not Path(rc.exp).is_dir():
@@ -84,14 +84,14 @@ def aggregate(cfg: SeedsConfig) -> dict:
         per_run.append(_cells(run))
         seeds.append(run.baseline.config.get("seed") if run.baseline else None)
         splits += [s for s in run.splits if s not in splits]
-        selection = selection or run.selection_split
+        selection += [s for s in run.selection_splits if s not in selection]
     keys = list(dict.fromkeys(k for c in per_run for k in c))
-    return {"runs": [str(d) for d in cfg.runs], "seeds": seeds, "splits": splits, "selection_split": selection,
+    return {"runs": [str(d) for d in cfg.runs], "seeds": seeds, "splits": splits, "selection_splits": selection,
             "cells": {k: [c.get(k) for c in per_run] for k in keys}}
 
 
 def seeds_markdown(agg: dict) -> str:
-    splits, sel, cells = agg["splits"], agg["selection_split"], agg["cells"]
+    splits, sel, cells = agg["splits"], agg["selection_splits"], agg["cells"]
     n = len(agg["runs"])
     vals = lambda key: [v for v in cells.get(key, []) if v is not None]  # noqa: E731
     header = ["System"] + [f"Frame acc. {s} (%)" for s in splits] + [f"WER {s} (%)" for s in splits]
@@ -108,8 +108,8 @@ def seeds_markdown(agg: dict) -> str:
                 continue
             per_run = " / ".join(f"{x:.0f}%" for x in v)
             text = f"Share of the ensemble's {what} recovered on {s}: {_fmt(v)}% (per run: {per_run})"
-            if s == sel:
-                lines.append(f"- Not a result ({s} selected early stopping, T and the LM weight): {text}")
+            if s in sel:
+                lines.append(f"- Not a result ({s} selected early stopping, T or the LM weight): {text}")
             else:
                 lines.append(f"- **{text}**" if metric == "frame_acc" else f"- {text}")
     lines += ["", "Per run:", ""]

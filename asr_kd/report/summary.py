@@ -110,18 +110,22 @@ class RunSummary:
         return None if w is None or w.get("wer") is None else float(w["wer"])
 
     @property
-    def selection_split(self) -> str | None:
-        """The held-out split that selected (early stopping, T, LM weight): the trainers' ``--dev-feats``."""
+    def selection_splits(self) -> list[str]:
+        """The held-out splits that selected something: the trainers' ``--dev-feats`` (early stopping, T) and
+        every split decoded with ``--select-best`` (its own LM weight / penalty)."""
+        out = []
         for m in [self.baseline, *self.members, *self.students]:
             dev = (m.config.get("data") or {}).get("dev_feats") if m is not None else None
             if dev:
-                return Path(dev).name
-        return None
+                out.append(Path(dev).name)
+                break
+        out += [s for d in self.wer.values() for s, w in d.items() if (w.get("config") or {}).get("select_best")]
+        return sorted(set(out), key=split_sort_key)
 
     @property
     def report_splits(self) -> list[str]:
-        """The splits whose numbers are results: every evaluated split but the selection split."""
-        return [s for s in self.splits if s != self.selection_split]
+        """The splits whose numbers are results: every evaluated split that selected nothing."""
+        return [s for s in self.splits if s not in self.selection_splits]
 
     @property
     def num_members(self) -> int:

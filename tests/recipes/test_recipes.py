@@ -97,7 +97,7 @@ def test_mini_seeds_rerun_models_on_the_same_data(recipe, mini_run, tmp_path):
     cfg2 = json.loads((seed2 / "exp/teachers/member_00/config.json").read_text())
     assert cfg1["seed"] != cfg2["seed"]
     agg = json.loads((run / "exp/seeds.json").read_text())
-    assert agg["seeds"] == [1, 2] and agg["selection_split"] == "dev"
+    assert agg["seeds"] == [1, 2] and agg["selection_splits"] == ["dev"]
     for split in ("dev", "test"):
         acc = [json.loads((r / f"exp/results/frame_acc_{split}.json").read_text())["splits"][split]["frame_acc"]
                ["baseline"] for r in (run, seed2)]

@@ -43,7 +43,7 @@ def test_report_seeds_aggregates_every_cell(tmp_path, capsys):
     out = tmp_path / "seeds.md"
     assert main(["report-seeds", "--runs", *map(str, runs), "--out", str(out)]) == 0
     md, agg = out.read_text(), json.loads(out.with_suffix(".json").read_text())
-    assert agg["seeds"] == [1, 2, 3] and agg["selection_split"] == "dev"
+    assert agg["seeds"] == [1, 2, 3] and agg["selection_splits"] == ["dev"]
     assert agg["cells"]["student/frame_acc/test"] == [47.0, 46.0, 46.4]
     m, s = mean_std([47.0, 46.0, 46.4])
     row = next(ln for ln in md.splitlines() if ln.startswith("| Distilled"))
@@ -53,7 +53,7 @@ def test_report_seeds_aggregates_every_cell(tmp_path, capsys):
     m, s = mean_std(shares)
     headline = next(ln for ln in md.splitlines() if "recovered on test" in ln)
     assert headline.startswith("- **") and f"{m:.2f} ± {s:.2f}%" in headline
-    assert next(ln for ln in md.splitlines() if "recovered on dev" in ln).startswith("- Not a result (dev selected")
+    assert next(ln for ln in md.splitlines() if "recovered on dev" in ln).startswith("- Not a result (dev selected early stopping")
     assert "| WER dev (%)" in md and "—" in row  # nothing decoded: a dash, not a number
     assert md in capsys.readouterr().out
 
