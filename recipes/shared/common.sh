@@ -52,6 +52,14 @@ run_step() {
   log "stage $st: $name finished in $((SECONDS - t0)) s"
 }
 
+# stop_background PID: end a step started with `run_step ... &` (and its processes) if it still runs, e.g.
+# when the recipe stops early on an error (an EXIT trap)
+stop_background() {
+  [ -n "${1:-}" ] || return 0
+  pkill -P "$1" 2>/dev/null || true
+  kill "$1" 2>/dev/null || true
+}
+
 # The evaluation steps both recipes share. Run from the recipe's output dir (data/ and exp/).
 
 # frame_accuracy_all "SPLITS": frame accuracy of baseline, every teacher, the ensemble and every student

@@ -33,8 +33,12 @@ def mini_run(tmp_path_factory, recipe) -> tuple[Path, subprocess.CompletedProces
 
 def test_mini_recipe_produces_every_artefact(recipe, mini_run):
     d, proc = mini_run
-    assert recipe.steps_run(proc.stderr) == ["synth_corpus", "data_dirs", "features", "lang_lm", "align", "baseline",
-                                       "teachers", "students", "frame_accuracy", "graph", "decode", "export"]
+    steps = recipe.steps_run(proc.stderr)
+    # the graph is built in the background while the models train: it ends somewhere before decoding
+    assert [st for st in steps if st != "graph"] == ["synth_corpus", "data_dirs", "features", "lang_lm", "align",
+                                                     "baseline", "teachers", "students", "frame_accuracy", "decode",
+                                                     "export"]
+    assert steps.index("align") < steps.index("graph") < steps.index("decode")
     for split in ("train", "dev", "test"):
         store = d / "data/fbank" / split
         meta = json.loads((store / "meta.json").read_text())
@@ -44,7 +48,7 @@ def test_mini_recipe_produces_every_artefact(recipe, mini_run):
         assert labels.shape == (feats.shape[0],)
         num_pdfs = int((d / "exp/tri/num_pdfs").read_text())
         assert labels.max() < num_pdfs and (labels >= 0).mean() > 0.5
-    for model in ["baseline", *[f"teachers/member_{i:02d}" for i in range(4)], *[f"students/T{t}" for t in (1, 2, 5, 10)]]:
+    for model in ["baseline", *[f"teachers/member_{i:02d}" for i in range(3)], *[f"students/T{t}" for t in (1, 2, 5, 10)]]:
         assert (d / "exp" / model / "final.pt").is_file(), model
     report = (d / "exp/report.md").read_text()
     assert "Table 1" in report and "Temperature sweep" in report and "Decoding vocabulary" in report
