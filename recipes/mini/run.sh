@@ -128,6 +128,7 @@ fi
 
 run_step 9 frame_accuracy frame_accuracy_all "dev test"
 wait "$graph_job"  # its failure stops the recipe (set -e)
+graph_job=""
 run_step 9 decode decode_all_models "dev test:dev" --num-jobs "$jobs" "@$conf/decode.conf" "${decode_opts[@]}"
 report_step
 run_step 11 export export_best_student
