@@ -4,7 +4,7 @@ Each run dir (``RUN/exp``, ``RUN/data``) is collected exactly as ``asr-kd report
 (:func:`asr_kd.report.collect.collect`); every Table-1 cell (frame accuracy and WER per split, for the
 baseline, the arithmetic-mean ensemble and the dev-chosen student) and the share of the ensemble's gain the
 student recovers are given as mean ± sample standard deviation over the runs, with the per-run values beside
-them. The recovered share is the headline on the report splits only (dev selected the student, its early
+them (a run whose ensemble is no better than its baseline has no share: it is left out, shown as a dash). The recovered share is the headline on the report splits only (dev selected the student, its early
 stopping and the LM weight). Output: a markdown file and a JSON with the same numbers (``--json``).
 
 The recipes' ``--seeds "1 2 3"`` runs the model stages once per seed on the same corpus, features, alignment
@@ -60,7 +60,7 @@ def _cells(run: RunSummary) -> dict[str, float]:
     for split in run.splits:
         for metric in ("frame_acc", "wer"):
             g = run.gain(split, metric)
-            if g is not None and g["fraction"] is not None:
+            if g is not None and g["fraction"] is not None and g["ensemble_better"]:  # else: left out
                 out[f"recovered/{metric}/{split}"] = 100.0 * g["fraction"]
     return out
 

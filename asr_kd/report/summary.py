@@ -166,7 +166,9 @@ class RunSummary:
             b, e, s = (self.wer_of(d, split) for d in ("baseline", "ensemble", best.decode_name))
         if b is None or e is None or s is None:
             return None
-        return {"baseline": b, "ensemble": e, "student": s, "fraction": gain_recovered(b, e, s)}
+        better = e < b if metric == "wer" else e > b  # a share of a loss is not meaningful
+        return {"baseline": b, "ensemble": e, "student": s, "fraction": gain_recovered(b, e, s),
+                "ensemble_better": better}
 
 
     def decode_order(self) -> list[str]:

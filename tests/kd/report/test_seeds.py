@@ -15,7 +15,8 @@ from asr_kd.report.seeds import mean_std
 # per seed: (baseline, ensemble, chosen student T2) frame accuracy on dev and on test
 ACC = {1: {"dev": (50.0, 55.0, 54.0), "test": (40.0, 48.0, 47.0)},
        2: {"dev": (51.0, 56.0, 53.0), "test": (42.0, 50.0, 46.0)},
-       3: {"dev": (49.0, 54.0, 54.0), "test": (41.0, 47.0, 46.4)}}
+       3: {"dev": (49.0, 54.0, 54.0), "test": (41.0, 47.0, 46.4)},
+       4: {"dev": (50.0, 49.0, 49.5), "test": (42.0, 41.0, 41.5)}}  # an ensemble worse than its baseline
 
 
 def _fake_run(root: Path, seed: int) -> Path:
@@ -48,8 +49,13 @@ def test_report_seeds_aggregates_every_cell(tmp_path, capsys):
     m, s = mean_std([47.0, 46.0, 46.4])
     row = next(ln for ln in md.splitlines() if ln.startswith("| Distilled"))
     assert f"{m:.2f} ± {s:.2f}" in row
-    shares = [100 * (ACC[k]["test"][2] - ACC[k]["test"][0]) / (ACC[k]["test"][1] - ACC[k]["test"][0]) for k in ACC]
+    shares = [100 * (ACC[k]["test"][2] - ACC[k]["test"][0]) / (ACC[k]["test"][1] - ACC[k]["test"][0]) for k in (1, 2, 3)]
     assert agg["cells"]["recovered/frame_acc/test"] == pytest.approx(shares)
+    # seed 4's ensemble is worse than its baseline: its share (50%) is not meaningful and stays out of the mean
+    runs4 = [*runs, _fake_run(tmp_path, 4)]
+    assert main(["report-seeds", "--runs", *map(str, runs4), "--out", str(tmp_path / "s4.md")]) == 0
+    agg4 = json.loads((tmp_path / "s4.json").read_text())
+    assert agg4["cells"]["recovered/frame_acc/test"] == pytest.approx([*shares, None])
     m, s = mean_std(shares)
     headline = next(ln for ln in md.splitlines() if "recovered on test" in ln)
     assert headline.startswith("- **") and f"{m:.2f} ± {s:.2f}%" in headline
