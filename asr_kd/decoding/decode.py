@@ -37,6 +37,23 @@ from asr_kd.decoding.wer import compute_wer, write_hyps, write_results
 log = logging.getLogger(__name__)
 
 SWEEP = "sweep.json"
+RESCORE_DIR = "rescore"  # <out>/rescore: sweep.json, hyp.txt, wer.json ... of the LM-rescored lattices
+
+
+def tuning_dir(tune_from: str | Path, rescored: bool) -> Path:
+    return Path(tune_from) / RESCORE_DIR if rescored else Path(tune_from)
+
+
+def graph_arpa(graph: str | Path) -> str:
+    """The ARPA file the graph was built from (its manifest.json's path), checked against the digest there."""
+    from asr_base.stamp import path_digest
+
+    manifest = read_json(Path(graph) / "manifest.json")
+    path, digest = manifest["paths"]["arpa"], manifest["inputs"]["arpa"]
+    if not Path(path).is_file() or path_digest(path) != digest:
+        raise ValueError(f"the graph's LM {path} (from {graph}/manifest.json) is missing or changed since the "
+                         "graph was built; give --rescore-graph-arpa")
+    return path
 
 
 def best_point(sweep_json: str | Path) -> tuple[float, float]:
@@ -49,23 +66,28 @@ def best_point(sweep_json: str | Path) -> tuple[float, float]:
     return float(best["acoustic_scale"]), float(best["penalty"])
 
 
-def score_points(cfg: DecodeConfig, result, data, failures: dict, vocab: set) -> dict:
-    """Lattice mode: WER at every point of the decoder's sweep -> ``sweep.json`` + ``scoring/hyp_*.txt``."""
+def score_points(cfg: DecodeConfig, result, data, failures: dict, vocab: set, rescored: bool = False) -> dict:
+    """Lattice mode: WER at every point of the decoder's sweep -> ``sweep.json`` + ``scoring/hyp_*.txt`` (of
+    the LM-rescored best paths in ``rescore/`` with ``rescored``)."""
     from asr_kd.decoding.lattice import point_key
 
-    out = Path(cfg.out)
+    out = Path(cfg.out) / RESCORE_DIR if rescored else Path(cfg.out)
     words = read_words(Path(cfg.graph) / "words.txt")
     rows = []
-    for point in cfg.decoder_config.points():
-        hyps = {u: [words[w] for w in r.points[point]] for u, r in result.results.items() if r.ok}
+    for point in cfg.decoder_config.points(rescored):
+        hyps = {u: [words[w] for w in (r.rescored if rescored else r.points)[point]]
+                for u, r in result.results.items() if r.ok}
         wer = compute_wer(data.text, hyps, data.utt2spk, failures, vocab)
         write_hyps(out / "scoring" / f"hyp_{point_key(point)}.txt", hyps)
         rows.append({"acoustic_scale": point[0], "lm_weight": round(1.0 / point[0], 4), "penalty": point[1],
                      "wer": round(wer.total.wer, 4), "errors": wer.total.errors, "ref_words": wer.total.ref_words,
                      "oov_ref_words": wer.oov_ref_words})
     sweep = {"decode_acoustic_scale": cfg.decoder_config.acoustic_scale,
-             "lattice_beam": cfg.decoder_config.lattice_beam, "one_best": list(cfg.decoder_config.points()[0]),
-             "tuned_on": str(Path(cfg.tune_from) / SWEEP) if cfg.tune_from else None, "points": rows}
+             "lattice_beam": cfg.decoder_config.lattice_beam, "one_best": list(cfg.decoder_config.points(rescored)[0]),
+             "tuned_on": str(tuning_dir(cfg.tune_from, rescored) / SWEEP) if cfg.tune_from else None, "points": rows}
+    if rescored:
+        sweep.update(rescore_arpa=cfg.decoder_config.rescore_arpa,
+                     graph_arpa=cfg.decoder_config.rescore_graph_arpa, nbest=cfg.decoder_config.rescore_nbest)
     write_json(out / SWEEP, sweep)
     return sweep
 
@@ -106,7 +128,10 @@ def decode_step(cfg: DecodeConfig) -> Step:
                   graph=Path(cfg.graph) / "HCLG.fst", words=Path(cfg.graph) / "words.txt",
                   feats=Path(s.feats) / "feats.npy", feats_index=Path(s.feats) / "index.tsv",
                   text=Path(cfg.data) / "text",
-                  tune_from=Path(cfg.tune_from) / SWEEP if cfg.tune_from else None)
+                  tune_from=Path(cfg.tune_from) / SWEEP if cfg.tune_from else None,
+                  rescore_arpa=cfg.decoder_config.rescore_arpa, rescore_graph_arpa=cfg.decoder_config.rescore_graph_arpa,
+                  rescore_tune_from=(tuning_dir(cfg.tune_from, True) / SWEEP
+                                     if cfg.tune_from and cfg.decoder_config.rescore_arpa else None))
     return Step(Path(cfg.out) / STAMP_NAME, f"decode {cfg.out}", config=config, inputs=inputs)
 
 
@@ -136,7 +161,11 @@ def run_decode(cfg: DecodeConfig) -> dict:
         if cfg.decoder_config.lattice_beam <= 0:
             raise ValueError("--tune-from needs lattices (--lattice-beam > 0)")
         tuned = best_point(Path(cfg.tune_from) / SWEEP)
-        if cfg.tuned_one_pass and tuned[1] == 0.0:  # no penalty to add: search at the tuned scale, one pass
+        rescore = cfg.decoder_config.rescore_arpa
+        if rescore:
+            cfg = dataclasses.replace(cfg, decoder_config=dataclasses.replace(
+                cfg.decoder_config, rescore_one_best=best_point(tuning_dir(cfg.tune_from, True) / SWEEP)))
+        if cfg.tuned_one_pass and tuned[1] == 0.0 and not rescore:  # search at the tuned scale, one pass
             dc = dataclasses.replace(cfg.decoder_config, acoustic_scale=tuned[0], lattice_beam=0.0, one_best=(),
                                      sweep_acoustic_scales=[], sweep_penalties=[0.0])
         else:
@@ -145,6 +174,9 @@ def run_decode(cfg: DecodeConfig) -> dict:
         cfg = dataclasses.replace(cfg, decoder_config=dc)
         log.info("%s: hypotheses at acoustic scale %g, penalty %g (best on %s; %s)", out, *tuned, cfg.tune_from,
                  "lattice best path" if dc.lattice_beam > 0 else "one-pass search at that scale")
+    if cfg.decoder_config.rescore_arpa and not cfg.decoder_config.rescore_graph_arpa:
+        cfg = dataclasses.replace(cfg, decoder_config=dataclasses.replace(
+            cfg.decoder_config, rescore_graph_arpa=graph_arpa(cfg.graph)))
     step = decode_step(cfg)
     if (out / "wer.json").is_file() and step.up_to_date(cfg.force):
         return read_json(out / "wer.json")
@@ -169,11 +201,10 @@ def run_decode(cfg: DecodeConfig) -> dict:
     vocab = set(read_words(Path(cfg.graph) / "words.txt"))
     sweep = score_points(cfg, result, data, failures, vocab) if cfg.decoder_config.lattice_beam > 0 else None
     if sweep is not None and cfg.select_best:
-        point = best_point(out / SWEEP)
-        words = read_words(Path(cfg.graph) / "words.txt")
-        result.hyps = {u: [words[w] for w in r.points[point]] for u, r in result.results.items() if r.ok}
-        sweep["one_best"] = list(point)
-        write_json(out / SWEEP, sweep)
+        result.hyps = select_best(out, result, read_words(Path(cfg.graph) / "words.txt"), sweep, False)
+    rescored = None
+    if sweep is not None and cfg.decoder_config.rescore_arpa:
+        rescored = rescored_results(cfg, result, data, failures, vocab)
     wer = compute_wer(data.text, result.hyps, data.utt2spk, failures, vocab)
     write_hyps(out / "hyp.txt", result.hyps)
     write_text(out / "failed.tsv", "utt\treason\n" + "".join(f"{u}\t{r}\n" for u, r in sorted(failures.items())))
@@ -191,12 +222,47 @@ def run_decode(cfg: DecodeConfig) -> dict:
         untuned = next(r for r in sweep["points"] if (r["acoustic_scale"], r["penalty"]) == (s0, 0.0))
         extra.update(one_best=sweep["one_best"], untuned_wer=untuned["wer"],
                      lattice_beam=cfg.decoder_config.lattice_beam)
+    if rescored is not None:
+        extra["rescored"] = rescored
     summary = write_results(out, wer, extra)
     step.done(wer=summary["wer"])
     log.info("%s: WER %.2f%% (%d/%d words; S=%d D=%d I=%d), %d failed, RTF %.3f", out, wer.total.wer,
              wer.total.errors, wer.total.ref_words, wer.total.substitutions, wer.total.deletions,
              wer.total.insertions, wer.num_failed, extra["rtf"] or float("nan"))
     return summary
+
+
+def select_best(out: Path, result, words: list[str], sweep: dict, rescored: bool) -> dict[str, list[str]]:
+    """--select-best: the hypotheses at this split's own best point of ``sweep`` (rewritten with that point)."""
+    d = out / RESCORE_DIR if rescored else out
+    point = best_point(d / SWEEP)
+    sweep["one_best"] = list(point)
+    write_json(d / SWEEP, sweep)
+    return {u: [words[w] for w in (r.rescored if rescored else r.points)[point]]
+            for u, r in result.results.items() if r.ok}
+
+
+def rescored_results(cfg: DecodeConfig, result, data, failures: dict, vocab: set) -> dict:
+    """The LM-rescored sweep, hypotheses and WER in ``<out>/rescore``; returns the summary for wer.json."""
+    out = Path(cfg.out) / RESCORE_DIR
+    words = read_words(Path(cfg.graph) / "words.txt")
+    sweep = score_points(cfg, result, data, failures, vocab, rescored=True)
+    point = tuple(sweep["one_best"])
+    if cfg.select_best:
+        hyps = select_best(Path(cfg.out), result, words, sweep, True)
+        point = tuple(sweep["one_best"])
+    else:
+        hyps = {u: [words[w] for w in r.rescored[point]] for u, r in result.results.items() if r.ok}
+    wer = compute_wer(data.text, hyps, data.utt2spk, failures, vocab)
+    write_hyps(out / "hyp.txt", hyps)
+    s0 = cfg.decoder_config.acoustic_scale
+    untuned = next(r for r in sweep["points"] if (r["acoustic_scale"], r["penalty"]) == (s0, 0.0))
+    summary = write_results(out, wer, {"one_best": list(point), "untuned_wer": untuned["wer"],
+                                       "rescore_arpa": sweep["rescore_arpa"], "graph_arpa": sweep["graph_arpa"],
+                                       "nbest": sweep["nbest"]})
+    log.info("%s: rescored with %s: WER %.2f%% at acoustic scale %g, penalty %g", cfg.out, sweep["rescore_arpa"],
+             wer.total.wer, *point)
+    return {k: summary[k] for k in ("wer", "errors", "ref_words", "one_best", "rescore_arpa")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -61,6 +61,14 @@ class DecoderConfig:
     sweep_penalties: list[float] = option([0.0], help="... and these word insertion penalties (graph-cost units)")
     one_best: tuple[float, ...] = option((), cli=False, help="lattice mode: (acoustic scale, penalty) of the "
                                                              "hypothesis; empty: (acoustic_scale, 0)")
+    rescore_arpa: str | None = option(None, help="lattice mode: also rescore the lattices with this (bigger) "
+                                                 "ARPA LM, at every point (asr_kd.decoding.rescore)")
+    rescore_graph_arpa: str | None = option(None, help="the graph's own ARPA LM, whose scores are replaced "
+                                                       "(default: the one the graph's manifest.json names, "
+                                                       "checked against its digest)")
+    rescore_nbest: int = option(100, help="distinct word sequences rescored per lattice and point")
+    rescore_one_best: tuple[float, ...] = option((), cli=False, help="(acoustic scale, penalty) of the rescored "
+                                                                     "hypothesis; empty: (acoustic_scale, 0)")
 
     def __post_init__(self) -> None:
         if self.beam <= 0 or self.acoustic_scale <= 0:
@@ -69,15 +77,21 @@ class DecoderConfig:
             raise ValueError(f"max_active must be >= 2 and min_active >= 0: {self}")
         self.retry_beams = tuple(float(b) for b in self.retry_beams)
         self.one_best = tuple(float(x) for x in self.one_best)
-        if self.one_best and len(self.one_best) != 2:
-            raise ValueError(f"one_best is (acoustic scale, penalty), got {self.one_best}")
+        self.rescore_one_best = tuple(float(x) for x in self.rescore_one_best)
+        if any(b and len(b) != 2 for b in (self.one_best, self.rescore_one_best)):
+            raise ValueError(f"one_best and rescore_one_best are (acoustic scale, penalty): {self}")
+        if self.rescore_arpa and self.lattice_beam <= 0:
+            raise ValueError("rescoring (rescore_arpa) needs lattices (lattice_beam > 0)")
+        if self.rescore_nbest < 1:
+            raise ValueError(f"rescore_nbest must be >= 1, got {self.rescore_nbest}")
         if self.lattice_beam < 0 or any(x <= 0 for x in self.sweep_acoustic_scales):
             raise ValueError(f"lattice_beam must be >= 0 and sweep scales positive: {self}")
 
-    def points(self) -> list[tuple[float, float]]:
-        """Lattice mode: every (acoustic scale, penalty) point whose best path is wanted; the first is the
-        hypothesis, the second the decoding scale without penalty (the untuned point)."""
-        first = self.one_best or (self.acoustic_scale, 0.0)
+    def points(self, rescored: bool = False) -> list[tuple[float, float]]:
+        """Lattice mode: every (acoustic scale, penalty) point whose best path is wanted (``rescored``: after LM
+        rescoring); the first is the hypothesis, the second the decoding scale without penalty (the untuned
+        point)."""
+        first = (self.rescore_one_best if rescored else self.one_best) or (self.acoustic_scale, 0.0)
         pts = [first, (self.acoustic_scale, 0.0)]
         pts += [(s, p) for p in self.sweep_penalties for s in self.sweep_acoustic_scales]
         return list(dict.fromkeys((float(s), float(p)) for s, p in pts))
@@ -99,6 +113,7 @@ class DecodeResult:
     word_frames: list[int] | None = None  # frame at which each word label was emitted on the best path
     frame_pdfs: np.ndarray | None = None  # int32 (num_frames,) pdf of every frame on the best path (word times)
     points: dict[tuple[float, float], list[int]] | None = None  # lattice mode: best path's words per point
+    rescored: dict[tuple[float, float], list[int]] | None = None  # ... after LM rescoring (--rescore-arpa)
 
     @property
     def ok(self) -> bool:
@@ -181,8 +196,10 @@ def best_path_alignment(lattice) -> tuple[list[int], list[int], np.ndarray, floa
 class WfstDecoder:
     """Decodes matrices with one graph in the current process."""
 
-    def __init__(self, graph: str | os.PathLike, config: DecoderConfig = DecoderConfig(), num_pdfs: int | None = None):
+    def __init__(self, graph: str | os.PathLike, config: DecoderConfig = DecoderConfig(), num_pdfs: int | None = None,
+                 rescorer=None):
         graph = Path(graph)
+        self.rescorer = rescorer  # an asr_kd.decoding.rescore.LmRescorer, or None
         fst_path = graph / "HCLG.fst" if graph.is_dir() else graph
         self.fst = kaldifst.StdVectorFst.read(str(fst_path))
         self.config = config
@@ -233,8 +250,11 @@ class WfstDecoder:
             points = c.points()
             paths = sweep(lat, points, c.acoustic_scale)
             words, frames, cost = best_path_words(paths[points[0]])
+            rescored = None
+            if self.rescorer is not None:
+                rescored = self.rescorer.best_paths(lat, c.points(rescored=True), c.acoustic_scale)
             return DecodeResult(utt, words, scaled.shape[0], "ok" if i == 0 else "retried", "", beam, cost, frames,
-                                points={p: best_path_words(lp)[0] for p, lp in paths.items()})
+                                points={p: best_path_words(lp)[0] for p, lp in paths.items()}, rescored=rescored)
         return DecodeResult(utt, None, scaled.shape[0], "failed",
                             f"no token reached a final state (beams tried: {', '.join(f'{b:g}' for b in beams)})")
 
@@ -252,12 +272,13 @@ def max_input_label(fst) -> int:
 # -- parallel decoding ------------------------------------------------------------------------------
 
 _WORKER: WfstDecoder | None = None
+_RESCORER = None  # loaded once in the parent before the workers fork (they share its memory)
 
 
 def _init_worker(graph: str, config: DecoderConfig, num_pdfs: int | None) -> None:
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER = WfstDecoder(graph, config, num_pdfs)
+    _WORKER = WfstDecoder(graph, config, num_pdfs, _RESCORER)
 
 
 def _decode_in_worker(item: tuple[str, np.ndarray]) -> DecodeResult:
@@ -276,6 +297,16 @@ def decode_all(graph: str | os.PathLike, items: Iterable[tuple[str, np.ndarray]]
     if words is None:
         words = read_words(gdir / "words.txt")
     num_pdfs = int((gdir / "num_pdfs").read_text().split()[0]) if (gdir / "num_pdfs").is_file() else None
+    global _RESCORER
+    _RESCORER = None
+    if config.rescore_arpa:
+        from asr_kd.decoding.rescore import LmRescorer
+
+        if not config.rescore_graph_arpa:
+            raise ValueError("rescoring needs the graph's own ARPA LM (rescore_graph_arpa)")
+        _RESCORER = LmRescorer.load(config.rescore_graph_arpa, config.rescore_arpa, words, config.rescore_nbest)
+        log.info("rescoring lattices: %s -> %s, %d best word sequences per point", config.rescore_graph_arpa,
+                 config.rescore_arpa, config.rescore_nbest)
     out = DecodeOutput()
     bar = tqdm(total=total, desc="decode", unit="utt", disable=None)
 

@@ -96,6 +96,23 @@ class NgramLM:
             bow += self.bows[len(h) - 1].get(h, 0.0)
             h = h[1:]
 
+    def sentence_logprob(self, words: Sequence[str]) -> float:
+        """Natural-log probability of ``<s> words </s>`` (words outside the vocabulary as ``<UNK>``): the
+        negated cost a G.fst built from this model gives the sentence along its exact back-off path."""
+        hist: list[str] = [BOS]
+        known = self._vocab_set()
+        total = 0.0
+        for w in (*words, EOS):
+            w = w if w in known else UNK
+            total += self.logprob(w, hist)
+            hist.append(w)
+        return total
+
+    def _vocab_set(self) -> set[str]:
+        if getattr(self, "_known", None) is None:
+            self._known = set(self.vocab)
+        return self._known
+
     def write_arpa(self, path: str | os.PathLike) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
@@ -249,6 +266,41 @@ def estimate(sentences: Iterable[Sequence[str]], config: LMConfig, vocab: Sequen
             for h, gam in gammas.items():
                 lm.bows[n - 2][h] = math.log(gam) if gam > 0 else NEG_INF_LOG10 * math.log(10)
         lower = probs
+    return lm
+
+
+def read_arpa(path: str | os.PathLike) -> NgramLM:
+    """An ARPA file (plain or .gz) as an :class:`NgramLM` (natural-log values), for scoring word sequences
+    (e.g. lattice rescoring). Values of ``-99`` (log10 zero) become ``-inf``."""
+    header = check_arpa(path)
+    order = max(int(k.split()[1]) for k in header)
+    lm = NgramLM(order, [], [dict() for _ in range(order)], [dict() for _ in range(order)])
+    ln10 = math.log(10)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    n = 0
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("\\"):
+                n = int(line[1]) if line[1].isdigit() and line.endswith("-grams:") else 0
+                continue
+            if n == 0:
+                continue
+            fields = line.split()
+            if len(fields) not in (n + 1, n + 2):
+                raise ValueError(f"{path}: malformed {n}-gram line {line[:80]!r}")
+            lp = float(fields[0])
+            g = tuple(fields[1:n + 1])
+            lm.probs[n - 1][g] = -math.inf if lp <= NEG_INF_LOG10 else lp * ln10
+            if len(fields) == n + 2:
+                lm.bows[n - 1][g] = float(fields[n + 1]) * ln10
+    for k, v in header.items():
+        got = len(lm.probs[int(k.split()[1]) - 1])
+        if got != v:
+            raise ValueError(f"{path}: header says {k}={v} but the file has {got}")
+    lm.vocab = [g[0] for g in lm.probs[0] if g[0] != "<s>"]
     return lm
 
 
