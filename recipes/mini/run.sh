@@ -14,7 +14,9 @@
 #   8  paper section 6: soft targets as a regularizer on 3% of train, 40 passes over it (--regularizer true)
 #   9  frame accuracy of every model + HCLG graph (data/lang_test) + lattice decoding of dev and test for
 #      Table 1's systems (baseline, ensemble, dev-chosen student; --decode-systems all: every student); the LM
-#      weight / insertion penalty is swept on the dev lattices and dev's best point is applied to test
+#      weight / insertion penalty is swept on the dev lattices and dev's best point is applied to test;
+#      --rescore true: the lattices are also rescored with a 4-gram of the same LM text (Kaldi's lmrescore),
+#      re-tuned on dev (about 4 more minutes on 2 cores: test then needs lattices too, not a one-pass search)
 #  10  report: exp/report.md (+ plots), Table-1 layout printed at the end
 #  11  export the best student for a decoder (TorchScript + ONNX + priors + config) into exp/export
 #  12-14 beyond the paper (--beyond true; recipes/shared/beyond.sh): 12 codistillation of --num-teachers
@@ -43,10 +45,11 @@ regularizer=false  # stage 8 (paper section 6)
 decode_systems=table1  # table1: decode baseline, ensemble, dev-chosen student (CPU budget); all: every student too
 beyond=false       # stages 12-14 (codistillation, student sizes, FitNets)
 seeds=""           # e.g. "1 2 3": stage 15 reruns stages 5-10 for every other seed -> exp/seeds.md (mean +- std)
+rescore=false      # true: stage 3 also estimates a 4-gram and stage 9 rescores the lattices with it
 # model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
-_recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds dir conf"
+_recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds rescore dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -93,6 +96,9 @@ lang_and_lm() {
   # decoding lang and LM: the train-side LM text only (never a dev/test transcript)
   data-prep prepare-lang --plain-text data/corpus/lm_text.txt --out data/lang_test
   asr-kd make-lm --text data/corpus/lm_text.txt --vocab data/lang_test/words.txt --order 3 --out data/lm/3gram.arpa
+  if [ "$rescore" = true ]; then  # the rescoring LM: same text and vocabulary, one order more
+    asr-kd make-lm --text data/corpus/lm_text.txt --vocab data/lang_test/words.txt --order 4 --out data/lm/4gram.arpa
+  fi
 }
 run_step 3 lang_lm lang_and_lm
 
@@ -129,6 +135,7 @@ fi
 run_step 9 frame_accuracy frame_accuracy_all "dev test"
 wait "$graph_job"  # its failure stops the recipe (set -e)
 graph_job=""
+[ "$rescore" = true ] && decode_opts+=(--rescore-arpa data/lm/4gram.arpa)
 run_step 9 decode decode_all_models "dev test:dev" --num-jobs "$jobs" "@$conf/decode.conf" "${decode_opts[@]}"
 report_step
 run_step 11 export export_best_student
@@ -143,7 +150,8 @@ fi
 
 if [ -n "$seeds" ]; then
   run_step 15 seeds seed_runs "$seeds" "$here/run.sh" 5 10 --size "$size" --jobs "$jobs" \
-    --num-teachers "$num_teachers" --regularizer "$regularizer" --decode-systems "$decode_systems" --conf "$conf"
+    --num-teachers "$num_teachers" --regularizer "$regularizer" --decode-systems "$decode_systems" --rescore "$rescore" \
+    --conf "$conf"
 fi
 
 log "mini recipe: stages $stage..$stop_stage done; report: $dir/exp/report.md"

@@ -110,6 +110,31 @@ def test_mini_seeds_rerun_models_on_the_same_data(recipe, mini_run, tmp_path):
     assert "± " in (run / "exp/seeds.md").read_text()
 
 
+def test_mini_rescore_retunes_on_the_rescored_dev_lattices(recipe, mini_run, tmp_path):
+    """--rescore true on a finished run: stage 3 adds the 4-gram, the models stay, and stage 9 decodes again
+    with rescoring: every system's dev and test have rescore/ results, test at dev's best rescored point."""
+    from asr_kd.decoding.decode import best_point  # noqa: PLC0415
+
+    d, _ = mini_run
+    run = tmp_path / "run"
+    shutil.copytree(d, run, symlinks=True)
+    model_mtime = (run / "exp/baseline/final.pt").stat().st_mtime_ns
+    proc = recipe.run("recipes/mini/run.sh", "--size", "tiny", "--dir", str(run), "--rescore", "true",
+                      "--stage", "3", "--stop-stage", "10")
+    assert "rebuilding" in proc.stderr and (run / "data/lm/4gram.arpa").is_file()
+    assert (run / "exp/baseline/final.pt").stat().st_mtime_ns == model_mtime
+    assert "ngram 4=" in (run / "data/lm/4gram.arpa").read_text()[:200]
+    for system in (run / "exp/decode").iterdir():
+        dev, test = system / "dev/rescore", system / "test/rescore"
+        point = list(best_point(dev / "sweep.json"))
+        assert json.loads((dev / "wer.json").read_text())["one_best"] == point
+        assert json.loads((test / "wer.json").read_text())["one_best"] == point
+        w = json.loads((system / "test/wer.json").read_text())
+        assert w["rescored"]["wer"] == json.loads((test / "wer.json").read_text())["wer"]
+        assert w.get("search") != "one-pass"  # rescoring needs test's lattices
+    assert "LM rescoring with `4gram.arpa`" in (run / "exp/report.md").read_text()
+
+
 def _kaldi_table(path: Path) -> dict[str, list[str]]:
     return {ln.split()[0]: ln.split()[1:] for ln in path.read_text().splitlines() if ln.strip()}
 
