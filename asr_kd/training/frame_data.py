@@ -148,11 +148,13 @@ class FrameSampler:
     ``pools``: usable-frame index tensors (one per member, or a single shared one); ``seeds``: one per pool.
     ``batch_size`` is the global batch per pool; with ``world > 1`` rank ``rank`` gets the slice
     ``[rank * b, (rank + 1) * b)`` of it, ``b = batch_size / world``. ``epoch_frames`` caps the frames of an
-    epoch (a random subset each epoch) so held-out checks come often enough on a large corpus.
+    epoch (a random subset each epoch) so held-out checks come often enough on a large corpus. ``passes`` > 1
+    makes an epoch that many passes over a small pool (each pass its own permutation; the frames of one pass
+    are all seen before the next begins), so that an epoch can be as long as on the full data.
     """
 
     def __init__(self, pools: list[torch.Tensor], seeds: list[int], batch_size: int, epoch_frames: int | None = None,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, passes: int = 1):
         if len(pools) != len(seeds):
             raise ValueError("one seed per pool")
         if batch_size % world:
@@ -161,7 +163,10 @@ class FrameSampler:
         self.seeds = seeds
         self.batch_size = batch_size
         self.rank, self.world = rank, world
-        frames = min(int(p.numel()) for p in pools)
+        if passes < 1:
+            raise ValueError(f"passes must be >= 1, got {passes}")
+        self.passes = passes
+        frames = min(int(p.numel()) for p in pools) * passes
         if epoch_frames:
             frames = min(frames, epoch_frames)
         self.steps_per_epoch = frames // batch_size
@@ -184,7 +189,8 @@ class FrameSampler:
             for pool, seed in zip(self.pools, self.seeds):
                 g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
                 need = self.steps_per_epoch * self.batch_size
-                self._orders.append(pool[torch.randperm(pool.numel(), generator=g)[:need]].to(self.device))
+                perm = torch.cat([torch.randperm(pool.numel(), generator=g) for _ in range(self.passes)])
+                self._orders.append(pool[perm[:need]].to(self.device))
             self._epoch = epoch
         return self._orders
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,7 +84,12 @@ def run_regularizer(opts: StageOptions, cfg: RegularizerConfig) -> int:
              ctx.train.num_usable)
     teachers = TeacherEnsemble.load(teacher_dirs, ctx.device, "arithmetic", amp=tcfg.amp)
     model = StackedDNN.init_from_seeds(opts.model, [seed, seed]).to(ctx.device)
-    sampler = FrameSampler([subset.usable], [seed], tcfg.batch_size, tcfg.epoch_frames, ctx.rank, ctx.world)
+    # an epoch as long as the full-data models' (--epoch-frames), made of passes over the small subset: newbob's
+    # per-epoch gain thresholds then mean what they mean there (with one pass per epoch, a 3% subset's epochs
+    # are ~30x shorter, each gains < --halving-start points, and the learning rate is halved from epoch 3 on)
+    passes = max(1, math.ceil(tcfg.epoch_frames / subset.num_usable)) if tcfg.epoch_frames else 1
+    log.info("an epoch: %d passes over the subset", passes)
+    sampler = FrameSampler([subset.usable], [seed], tcfg.batch_size, tcfg.epoch_frames, ctx.rank, ctx.world, passes)
     trainer = Trainer(model, RegularizerObjective(teachers, cfg.temperature, cfg.hard_weight), subset, ctx.dev,
                       sampler, tcfg, state_dir, NAMES, ctx.rank, ctx.world)
     if not run_trainer(trainer, opts.run.resume):

@@ -63,6 +63,25 @@ def test_sampler_covers_each_frame_once_per_epoch_and_is_deterministic(split):
     assert utt.unique().numel() > 3
 
 
+def test_sampler_passes_make_a_long_epoch_of_whole_passes(split):
+    """passes=3: an epoch is three passes over the pool, each pass covering every frame once before the next;
+    passes=1 is the plain sampler, frame for frame."""
+    n = split.usable.numel()
+    s = FrameSampler([split.usable], [5], batch_size=16, passes=3)
+    assert s.steps_per_epoch == 3 * n // 16
+    order = torch.cat([s.batch(0, i)[0] for i in range(s.steps_per_epoch)])
+    for k in range(2):  # the first two passes are whole
+        assert torch.equal(order[k * n:(k + 1) * n].sort().values, split.usable.sort().values)
+    assert not torch.equal(order[:n], order[n:2 * n])  # a new permutation each pass
+    capped = FrameSampler([split.usable], [5], batch_size=16, epoch_frames=n + 32, passes=3)
+    assert capped.steps_per_epoch == (n + 32) // 16
+    one = FrameSampler([split.usable], [5], batch_size=16, passes=1)
+    plain = FrameSampler([split.usable], [5], batch_size=16)
+    assert all(torch.equal(one.batch(1, i), plain.batch(1, i)) for i in range(plain.steps_per_epoch))
+    with pytest.raises(ValueError, match="passes"):
+        FrameSampler([split.usable], [5], batch_size=16, passes=0)
+
+
 def test_sampler_ranks_partition_the_global_batch(split):
     full = FrameSampler([split.usable, split.usable], [1, 2], batch_size=8)
     r0 = FrameSampler([split.usable, split.usable], [1, 2], batch_size=8, rank=0, world=2)
