@@ -18,6 +18,7 @@ COMMANDS = [
     ("decode", "asr_kd.decoding.decode", "decode with a model through a decoder hook and score WER"),
     ("list-models", "asr_kd.decoding.list_models", "the decodable systems of a run with their model options"),
     ("am-speed", "asr_kd.decoding.am_speed", "acoustic-model speed (frames/s) of models on the CPU"),
+    ("decode-speed", "asr_kd.decoding.decode_speed", "RTF and WER of the one-pass decoder per beam on a split"),
     ("loglikes", "asr_kd.decoding.loglikes", "write pseudo-log-likelihoods of a model as a Kaldi ark"),
     ("transcribe", "asr_kd.decoding.transcribe", "transcribe audio files with an export dir and a graph dir"),
     ("export", "asr_kd.export.write", "export a model for a decoder (TorchScript + ONNX + priors + config)"),

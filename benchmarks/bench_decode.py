@@ -134,47 +134,31 @@ def main() -> None:
 
 
 def real_run(a) -> None:
-    """RTF and WER per beam on a real split (see module doc)."""
-    import resource
+    """RTF and WER per beam on a real split: ``asr-kd decode-speed`` (asr_kd.decoding.decode_speed), printed."""
+    from asr_kd.decoding.decode_speed import DecodeSpeedConfig, run_decode_speed
 
-    from asr_kd.decoding.wer import compute_wer
-    from asr_kd.export.load import load_export
-    from data_prep.features.store import FeatureStore
-
-    store = FeatureStore.open(a.feats)
-    model = load_export(a.export)
-    t0 = time.perf_counter()
-    items = dict(iter(model.scorer(store)))
-    t_score = time.perf_counter() - t0
-    refs = {ln.split(maxsplit=1)[0]: (ln.split(maxsplit=1) + [""])[1] for ln in Path(a.text).read_text().splitlines()}
-    audio = store.num_frames * store.frame_shift
-    print(f"{len(items)} utterances, {audio:.1f} s of audio; scoring (once) {t_score:.1f} s; "
-          f"max-active {a.max_active}, acoustic scale {a.acoustic_scale}, {a.jobs} job(s)")
-    rows = []
-    for beam in sorted(set(a.beams)):
-        cfg = DecoderConfig(beam=beam, max_active=a.max_active, acoustic_scale=a.acoustic_scale, num_jobs=a.jobs)
-        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        u0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = time.perf_counter()
-        out = decode_matrices(a.graph, items, cfg)
-        dt = time.perf_counter() - t0
-        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        u1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) + (u1.ru_utime + u1.ru_stime - u0.ru_utime - u0.ru_stime)
-        w = compute_wer({u: refs[u] for u in items}, out.hyps, failures=out.failures)
-        rows.append((beam, dt / audio, cpu / audio, w.total.wer, len(out.failures)))
-        print(f"beam {beam:5.1f}: RTF {dt / audio:.4f} (CPU {cpu / audio:.4f}), WER {w.total.wer:.2f}%, "
-              f"failed {len(out.failures)}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = run_decode_speed(DecodeSpeedConfig(
+            export=a.export, graph=a.graph, feats=a.feats, data=str(Path(a.text).parent), beams=a.beams,
+            max_active=a.max_active, acoustic_scale=a.acoustic_scale, num_jobs=a.jobs,
+            out=str(Path(tmp) / "speed.json"), force=True))
+    print(f"{r['utterances']} utterances, {r['audio_seconds']:.1f} s of audio; scoring (once) {r['scoring_seconds']:.1f} s; "
+          f"max-active {a.max_active}, acoustic scale {r['acoustic_scale']}, {a.jobs} job(s)")
+    for x in r["rows"]:
+        print(f"beam {x['beam']:5.1f}: RTF {x['rtf']:.4f} (CPU {x['cpu_rtf']:.4f}), WER {x['wer']:.2f}%, "
+              f"failed {x['failed']}")
     if a.plot:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        rows = r["rows"]
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot([r[2] for r in rows], [r[3] for r in rows], "o-")
-        for r in rows:
-            ax.annotate(f"beam {r[0]:g}", (r[2], r[3]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.plot([x["cpu_rtf"] for x in rows], [x["wer"] for x in rows], "o-")
+        for x in rows:
+            ax.annotate(f"beam {x['beam']:g}", (x["cpu_rtf"], x["wer"]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
         ax.set_xlabel("decoder CPU time / audio time (RTF, one core)")
         ax.set_ylabel("WER (%)")
         ax.set_title(f"{Path(a.feats).name}: WER vs decoding speed")

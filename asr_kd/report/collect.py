@@ -106,6 +106,8 @@ def collect(cfg: ReportConfig) -> RunSummary:
     frame_acc: dict[str, dict[str, float]] = {}
     acc_sources: set[str] = set()
     results = cfg.results if cfg.results is not None else sorted((exp / "results").glob("*.json"))
+    decode_speed = [r for p in sorted((exp / "results").glob("decode_speed_*.json"))
+                    if isinstance(r := _read_json(p, sources), dict) and r.get("rows")]
     for path in results:
         r = _read_json(Path(path), sources)
         if not isinstance(r, dict) or "splits" not in r:
@@ -192,5 +194,6 @@ def collect(cfg: ReportConfig) -> RunSummary:
         graph_words = sum(1 for ln in words.read_text(encoding="utf-8").splitlines()
                           if ln.split() and ln.split()[0] not in ("<eps>", "#0", "<s>", "</s>"))
     return RunSummary(cfg, splits, frame_acc, acc_sources, wer, baseline, members, ensemble, tdir, students, best,
-                      best_json, regularizer, alignment, num_pdfs, corpus, stage_times, sources, graph, graph_words)
+                      best_json, regularizer, alignment, num_pdfs, corpus, stage_times, sources, graph, graph_words,
+                      decode_speed)
 

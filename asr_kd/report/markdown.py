@@ -258,6 +258,16 @@ def _decode_section(run: RunSummary) -> str:
     rescored = _rescore_table(run)
     if rescored:
         lines += ["", rescored]
+    for r in run.decode_speed:
+        body = [[fmt(x["beam"], 1), fmt(x["rtf"], 4), fmt(x["cpu_rtf"], 4), fmt(x["wer"]),
+                 fmt_int(x["failed"])] for x in r["rows"]]
+        lines += ["", f"Decoding speed (`asr-kd decode-speed`): `{r['export']}` on {r['split']} "
+                  f"({fmt(r['audio_seconds'], 0)} s of audio, {r['utterances']} utterances), one-pass search at "
+                  f"acoustic scale {r['acoustic_scale']:g}" + (f" (dev's best, `{r['tuned_on']}`)" if r.get("tuned_on")
+                                                                else "") +
+                  f", max-active {r['max_active']}, {r['num_jobs']} decoder process(es); the acoustic model's "
+                  f"scoring ({fmt(r['scoring_seconds'], 1)} s) is not in the RTF:", "",
+                  md_table(["Beam", "RTF (wall)", "RTF (CPU, one core)", "WER (%)", "Failed"], body, "rrrrr")]
     return "\n".join(lines) + "\n"
 
 
@@ -343,7 +353,7 @@ def render(run: RunSummary, plots: dict[str, Path], notes: dict[str, str] | None
         "",
     ]
     titles = {"training_curves": "Training curves", "frame_acc_vs_T": "Frame accuracy vs temperature",
-              "wer_per_model": "WER per model"}
+              "wer_per_model": "WER per model", "decode_speed": "WER vs decoding speed"}
     for key, title in titles.items():
         if key in plots:
             parts += [f"### {title}", "", f"![{title}]({_rel(plots[key], out_dir)})", ""]

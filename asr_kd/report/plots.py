@@ -136,6 +136,29 @@ def plot_wer(run: RunSummary, path: Path) -> bool:
     return True
 
 
+def plot_decode_speed(run: RunSummary, path: Path) -> bool:
+    """WER against decoder CPU time / audio time, one point per beam (asr-kd decode-speed)."""
+    import matplotlib.pyplot as plt
+
+    if not run.decode_speed:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in run.decode_speed:
+        rows = r["rows"]
+        ax.plot([x["cpu_rtf"] for x in rows], [x["wer"] for x in rows], "o-",
+                label=f"{Path(r['export']).name} on {r['split']} (scale {r['acoustic_scale']:g})")
+        for x in rows:
+            ax.annotate(f"beam {x['beam']:g}", (x["cpu_rtf"], x["wer"]), textcoords="offset points", xytext=(4, 4),
+                        fontsize="x-small")
+    ax.set(xlabel="decoder CPU time / audio time (RTF, one core)", ylabel="WER (%)",
+           title="WER vs decoding speed (one-pass search)")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
 def make_plots(run: RunSummary, plots_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
     """Write the PNGs that have data; returns ``({key: path}, {key: why left out})``."""
     import matplotlib
@@ -144,7 +167,8 @@ def make_plots(run: RunSummary, plots_dir: Path) -> tuple[dict[str, Path], dict[
     made, notes = {}, {}
     jobs = [("training_curves", plot_training_curves, "no train_log.jsonl in any model directory"),
             ("frame_acc_vs_T", plot_acc_vs_t, "no student with a temperature and a frame accuracy"),
-            ("wer_per_model", plot_wer, "no decoding results (wer.json) yet")]
+            ("wer_per_model", plot_wer, "no decoding results (wer.json) yet"),
+            ("decode_speed", plot_decode_speed, "no decoding-speed measurement (asr-kd decode-speed) in this run")]
     for key, fn, why in jobs:
         path = Path(plots_dir) / f"{key}.png"
         try:

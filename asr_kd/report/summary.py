@@ -94,6 +94,7 @@ class RunSummary:
     sources: list[str]
     graph: dict | None = None  # exp/graph/manifest.json (asr-kd make-graph): the decoding vocabulary's lang dir
     graph_words: int | None = None  # words in exp/graph/words.txt (without <eps>, #0, <s>, </s>)
+    decode_speed: list[dict] = field(default_factory=list)  # exp/results/decode_speed_*.json (asr-kd decode-speed)
 
     # ---- lookups
     def acc(self, split: str, key: str) -> float | None:

@@ -46,10 +46,12 @@ decode_systems=table1  # table1: decode baseline, ensemble, dev-chosen student (
 beyond=false       # stages 12-14 (codistillation, student sizes, FitNets)
 seeds=""           # e.g. "1 2 3": stage 15 reruns stages 5-10 for every other seed -> exp/seeds.md (mean +- std)
 rescore=false      # true: stage 3 also estimates a 4-gram and stage 9 rescores the lattices with it
+decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
 # model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
-_recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds rescore dir conf"
+_recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds rescore"
+_recipe_options+=" decode_speed dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -60,7 +62,7 @@ mkdir -p "$dir" && cd "$dir"
 done_dir=exp/done
 splits="train dev test"
 
-synth_opts=() ; model_opts=() ; align_opts=() ; decode_opts=()
+synth_opts=() ; model_opts=() ; align_opts=() ; decode_opts=() ; speed_opts=(--beams 7 9 11 13 --max-active 3000)
 if [ "$size" = tiny ]; then
   # the LM text is the tiny train set's own sentences (a small decoding vocabulary and graph)
   synth_opts=(--tiny --train-hours 0.06 --dev-minutes 0.75 --test-minutes 0.75 --num-train-speakers 4 --lm-text used)
@@ -68,6 +70,7 @@ if [ "$size" = tiny ]; then
   model_opts=(--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1 --epoch-frames 20000)
   # a narrow search and a 3-point sweep: the tiny models are barely trained, so a wide beam only costs time
   decode_opts=(--beam 7 --max-active 1000 --lattice-beam 2 --sweep-acoustic-scales 0.08 0.14 0.2 --sweep-penalties 0)
+  speed_opts=(--beams 5 7 --max-active 1000)
 fi
 data_opts=(--train-feats data/fbank/train --train-labels exp/tri/ali/train/pdf.npy
            --dev-feats data/fbank/dev --dev-labels exp/tri/ali/dev/pdf.npy --num-pdfs-file exp/tri/num_pdfs)
@@ -139,6 +142,10 @@ graph_job=""
 run_step 9 decode decode_all_models "dev test:dev" --num-jobs "$jobs" "@$conf/decode.conf" "${decode_opts[@]}"
 report_step
 run_step 11 export export_best_student
+if [ "$decode_speed" = true ]; then
+  run_step 11 decode_speed decode_speed_step test "${speed_opts[@]}"
+  if [ 11 -ge "$stage" ] && [ 11 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md; fi
+fi
 
 if [ "$beyond" = true ]; then
   codistill_opts=() ; [ "$size" = tiny ] && codistill_opts=(--burn-in-steps 20)

@@ -120,6 +120,16 @@ export_best_student() {
     --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang "$lang" --out exp/export
 }
 
+# decode_speed_step SPLIT [DECODE-SPEED OPTIONS...]: RTF and WER per beam of exp/export (the dev-chosen student)
+# on SPLIT, at the acoustic scale that was best on that student's dev lattices
+decode_speed_step() {
+  local split=$1 name
+  shift
+  name=$(asr-kd list-models --exp exp --best-student)
+  asr-kd decode-speed --export exp/export --graph exp/graph --feats "data/fbank/$split" --data "data/$split" \
+    --tune-from "exp/decode/${name%% *}/dev" --num-jobs 1 --out "exp/results/decode_speed_$split.json" "$@"
+}
+
 # report_step: the report is cheap and always regenerated from whatever the run has produced so far
 report_step() {
   if [ 10 -ge "$stage" ] && [ 10 -le "$stop_stage" ]; then

@@ -110,9 +110,10 @@ def test_mini_seeds_rerun_models_on_the_same_data(recipe, mini_run, tmp_path):
     assert "± " in (run / "exp/seeds.md").read_text()
 
 
-def test_mini_rescore_retunes_on_the_rescored_dev_lattices(recipe, mini_run, tmp_path):
+def test_mini_rescore_and_decode_speed(recipe, mini_run, tmp_path):
     """--rescore true on a finished run: stage 3 adds the 4-gram, the models stay, and stage 9 decodes again
-    with rescoring: every system's dev and test have rescore/ results, test at dev's best rescored point."""
+    with rescoring: every system's dev and test have rescore/ results, test at dev's best rescored point.
+    --decode-speed true: RTF and WER per beam of the export on test, at dev's scale, in the report."""
     from asr_kd.decoding.decode import best_point  # noqa: PLC0415
 
     d, _ = mini_run
@@ -120,7 +121,7 @@ def test_mini_rescore_retunes_on_the_rescored_dev_lattices(recipe, mini_run, tmp
     shutil.copytree(d, run, symlinks=True)
     model_mtime = (run / "exp/baseline/final.pt").stat().st_mtime_ns
     proc = recipe.run("recipes/mini/run.sh", "--size", "tiny", "--dir", str(run), "--rescore", "true",
-                      "--stage", "3", "--stop-stage", "10")
+                      "--decode-speed", "true", "--stage", "3", "--stop-stage", "11")
     assert "rebuilding" in proc.stderr and (run / "data/lm/4gram.arpa").is_file()
     assert (run / "exp/baseline/final.pt").stat().st_mtime_ns == model_mtime
     assert "ngram 4=" in (run / "data/lm/4gram.arpa").read_text()[:200]
@@ -132,7 +133,14 @@ def test_mini_rescore_retunes_on_the_rescored_dev_lattices(recipe, mini_run, tmp
         w = json.loads((system / "test/wer.json").read_text())
         assert w["rescored"]["wer"] == json.loads((test / "wer.json").read_text())["wer"]
         assert w.get("search") != "one-pass"  # rescoring needs test's lattices
-    assert "LM rescoring with `4gram.arpa`" in (run / "exp/report.md").read_text()
+    report = (run / "exp/report.md").read_text()
+    assert "LM rescoring with `4gram.arpa`" in report
+    speed = json.loads((run / "exp/results/decode_speed_test.json").read_text())
+    student = json.loads((run / "exp/students/best.json").read_text())["best"]
+    assert speed["acoustic_scale"] == best_point(run / f"exp/decode/student_{student}/dev/sweep.json")[0]
+    assert [r["beam"] for r in speed["rows"]] == [5.0, 7.0]
+    assert all(r["rtf"] > 0 and r["cpu_rtf"] > 0 and 0 <= r["wer"] for r in speed["rows"])
+    assert "Decoding speed (`asr-kd decode-speed`)" in report and "decode_speed.png" in report
 
 
 def _kaldi_table(path: Path) -> dict[str, list[str]]:
