@@ -104,6 +104,7 @@ def run_regularizer(opts: StageOptions, cfg: RegularizerConfig) -> int:
     test = FrameSplit.load(cfg.test_feats, cfg.test_labels, ctx.num_pdfs, ctx.device, name="test")
     rows = report_rows(cfg, [out / n for n in NAMES], teacher_dirs, ctx.train, subset, test, tcfg.eval_batch_size)
     write_json(out / "report.json", {"frame_acc": rows, "fraction": cfg.fraction, "temperature": cfg.temperature,
+                                     "passes_per_epoch": passes, "epochs_run": trainer.epoch,
                                      "hard_weight": cfg.hard_weight, "teacher": cfg.teacher,
                                      "note": "train accuracy is on the frames each model was trained on"})
     step.done()

@@ -38,7 +38,10 @@ ngpu=0                      # >0: training stages run under torchrun with this m
 jobs=$(nproc)
 regularizer=false
 decode_systems=all          # all: baseline, ensemble and every student; table1: baseline, ensemble, dev-chosen student
-_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali align_conf num_teachers ngpu jobs regularizer decode_systems"
+rescore_arpa=""             # an ARPA LM to rescore the lattices with (decode --rescore-arpa): it is held in Python
+                            # dicts, ~200 bytes per n-gram per decode, so a pruned model (tgmed size, a few M n-grams)
+                            # fits; tglarge / fglarge (tens of M) need a C++ LM that is not wired in
+_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -149,7 +152,10 @@ for p in $test_parts; do
   d=dev-${p#test-}
   case " $dev_parts " in *" $d "*) tune_pairs="$tune_pairs $p:$d" ;; *) tune_pairs="$tune_pairs $p:$dev_main" ;; esac
 done
-run_step 9 decode decode_all_models "$tune_pairs" --device "$device" --num-jobs "$jobs" "@$conf/decode.conf"
+rescore_opts=()
+[ -n "$rescore_arpa" ] && rescore_opts=(--rescore-arpa "$rescore_arpa")
+run_step 9 decode decode_all_models "$tune_pairs" --device "$device" --num-jobs "$jobs" "@$conf/decode.conf" \
+  "${rescore_opts[@]}"
 report_step
 run_step 11 export export_best_student
 

@@ -74,10 +74,13 @@ def test_baseline_teachers_students_evaluate(corpus):
     assert read_json(exp / "baseline/eval.json")["test"]["frame_acc"] == acc["baseline"]
 
     # section 6: 10% of the data, hard labels vs soft targets of the full-data baseline
+    # an epoch as long as --epoch-frames, in whole passes over the 10%
     assert main(["regularizer", *c, "--teacher", str(exp / "baseline"), "--fraction", "0.1", "--epochs", "4",
-                 "--batch-size", "32", "--test-feats", str(corpus / "fbank/test"), "--test-labels",
-                 str(corpus / "test/pdf.npy"), "--out", str(exp / "reg")]) == 0
-    rep = read_json(exp / "reg/report.json")["frame_acc"]
+                 "--batch-size", "32", "--epoch-frames", "3000", "--test-feats", str(corpus / "fbank/test"),
+                 "--test-labels", str(corpus / "test/pdf.npy"), "--out", str(exp / "reg")]) == 0
+    report = read_json(exp / "reg/report.json")
+    rep = report["frame_acc"]
+    assert report["passes_per_epoch"] == -(-3000 // rep["hard_0.1"]["train_frames"]) > 1
     assert set(rep) == {"baseline_full_data", "hard_0.1", "soft_0.1"}
     assert all(chance < r["test"] <= 100 and chance < r["train"] <= 100 for r in rep.values())
     assert rep["hard_0.1"]["train_frames"] < rep["baseline_full_data"]["train_frames"]
