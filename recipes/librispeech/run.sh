@@ -136,9 +136,9 @@ run_step 6 teachers train train-ensemble "${data_opts[@]}" --out exp/teachers --
 run_step 7 students train distill "${data_opts[@]}" --teachers exp/teachers --out exp/students --seed 200 \
   "@$conf/distill.conf" "@$conf/model.conf"
 if [ "$regularizer" = true ]; then
-  run_step 8 regularizer train regularizer "${data_opts[@]}" --teacher exp/baseline --fraction 0.03 \
+  run_step 8 regularizer train regularizer "${data_opts[@]}" --teacher exp/baseline \
     --test-feats data/fbank/test-clean --test-labels exp/tri/ali/test-clean/pdf.npy --out exp/regularizer \
-    "@$conf/model.conf" --epochs 40 --min-epochs 40
+    "@$conf/model.conf" "@$conf/regularizer.conf"
 fi
 
 run_step 9 frame_accuracy frame_accuracy_all "$eval_parts"

@@ -11,7 +11,7 @@
 #   5  baseline DNN (hard labels)
 #   6  teacher ensemble (--num-teachers members, different seeds)
 #   7  distillation sweep T in {1,2,5,10}, one teacher pass per batch shared by the students
-#   8  paper section 6: soft targets as a regularizer on 3% of train, 40 passes over it (--regularizer true)
+#   8  paper section 6: soft targets as a regularizer on 3% of train (--regularizer true; conf/regularizer.conf)
 #   9  frame accuracy of every model + HCLG graph (data/lang_test) + lattice decoding of dev and test for
 #      Table 1's systems (baseline, ensemble, dev-chosen student; --decode-systems all: every student); the LM
 #      weight / insertion penalty is swept on the dev lattices and dev's best point is applied to test;
@@ -130,9 +130,9 @@ run_step 7 students \
 
 if [ "$regularizer" = true ]; then
   run_step 8 regularizer \
-    asr-kd regularizer "${data_opts[@]}" --teacher exp/baseline --fraction 0.03 \
+    asr-kd regularizer "${data_opts[@]}" --teacher exp/baseline \
     --test-feats data/fbank/test --test-labels exp/tri/ali/test/pdf.npy --out exp/regularizer \
-    --seed $((1000 * seed + 300)) "@$conf/model.conf" --epochs 40 --min-epochs 40 --eval-max-frames 20000 "${model_opts[@]}"
+    --seed $((1000 * seed + 300)) "@$conf/model.conf" "@$conf/regularizer.conf" "${model_opts[@]}"
 fi
 
 run_step 9 frame_accuracy frame_accuracy_all "dev test"

@@ -110,10 +110,11 @@ def test_mini_seeds_rerun_models_on_the_same_data(recipe, mini_run, tmp_path):
     assert "± " in (run / "exp/seeds.md").read_text()
 
 
-def test_mini_rescore_and_decode_speed(recipe, mini_run, tmp_path):
+def test_mini_optional_stages_on_a_finished_run(recipe, mini_run, tmp_path):
     """--rescore true on a finished run: stage 3 adds the 4-gram, the models stay, and stage 9 decodes again
     with rescoring: every system's dev and test have rescore/ results, test at dev's best rescored point.
-    --decode-speed true: RTF and WER per beam of the export on test, at dev's scale, in the report."""
+    --decode-speed true: RTF and WER per beam of the export on test, at dev's scale, in the report.
+    --regularizer true: section 6 with conf/regularizer.conf (epochs of whole passes over the 3%)."""
     from asr_kd.decoding.decode import best_point  # noqa: PLC0415
 
     d, _ = mini_run
@@ -121,7 +122,7 @@ def test_mini_rescore_and_decode_speed(recipe, mini_run, tmp_path):
     shutil.copytree(d, run, symlinks=True)
     model_mtime = (run / "exp/baseline/final.pt").stat().st_mtime_ns
     proc = recipe.run("recipes/mini/run.sh", "--size", "tiny", "--dir", str(run), "--rescore", "true",
-                      "--decode-speed", "true", "--stage", "3", "--stop-stage", "11")
+                      "--decode-speed", "true", "--regularizer", "true", "--stage", "3", "--stop-stage", "11")
     assert "rebuilding" in proc.stderr and (run / "data/lm/4gram.arpa").is_file()
     assert (run / "exp/baseline/final.pt").stat().st_mtime_ns == model_mtime
     assert "ngram 4=" in (run / "data/lm/4gram.arpa").read_text()[:200]
@@ -141,6 +142,9 @@ def test_mini_rescore_and_decode_speed(recipe, mini_run, tmp_path):
     assert [r["beam"] for r in speed["rows"]] == [5.0, 7.0]
     assert all(r["rtf"] > 0 and r["cpu_rtf"] > 0 and 0 <= r["wer"] for r in speed["rows"])
     assert "Decoding speed (`asr-kd decode-speed`)" in report and "decode_speed.png" in report
+    reg = json.loads((run / "exp/regularizer/report.json").read_text())
+    assert reg["fraction"] == 0.03 and reg["temperature"] == 2 and reg["passes_per_epoch"] > 1
+    assert set(reg["frame_acc"]) == {"baseline_full_data", "hard_0.03", "soft_0.03"}
 
 
 def _kaldi_table(path: Path) -> dict[str, list[str]]:
