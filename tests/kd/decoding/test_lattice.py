@@ -87,3 +87,13 @@ def test_best_point_is_dev_fewest_errors_with_deterministic_ties(tmp_path):
                             (0.2, 0.5, 15)]]
     write_json(tmp_path / "sweep.json", {"decode_acoustic_scale": 0.1, "points": rows})
     assert best_point(tmp_path / "sweep.json") == (0.14, 0.0)
+
+
+def test_one_pass_beam_widens_with_the_tuned_scale():
+    """--tuned-one-pass at a larger scale than the lattice pass searches with a proportionally wider beam (acoustic
+    cost differences grow with the scale); never narrower than the configured beam."""
+    from asr_kd.decoding.decode import one_pass_beam
+
+    dc = DecoderConfig(beam=9.0, acoustic_scale=0.14)
+    assert one_pass_beam(dc, 0.2) == pytest.approx(9.0 * 0.2 / 0.14, abs=1e-4)
+    assert one_pass_beam(dc, 0.14) == 9.0 and one_pass_beam(dc, 0.08) == 9.0

@@ -195,5 +195,8 @@ def test_test_split_at_dev_point_lattice_or_one_pass(setup):
     assert one["search"] == "one-pass" and "search" not in lat and lat["lattice_beam"] == 4.0
     assert one["config"]["decoder_config"]["acoustic_scale"] == point[0]
     assert one["config"]["decoder_config"]["lattice_beam"] == 0.0
+    lat_dc = lat["config"]["decoder_config"]  # the one-pass beam widened as the scale grows (one_pass_beam)
+    assert one["config"]["decoder_config"]["beam"] == pytest.approx(
+        lat_dc["beam"] * max(1.0, point[0] / lat_dc["acoustic_scale"]), abs=1e-4)
     assert one["errors"] == lat["errors"] == dev["errors"]
     assert (root / "tune/test_one_pass/hyp.txt").read_text() == (root / "tune/test_lattice/hyp.txt").read_text()
