@@ -259,8 +259,8 @@ def _decode_section(run: RunSummary) -> str:
         lines += ["", "WER (%) is the lattice one-best at the acoustic scale (LM weight = 1 / scale) and word "
                   "insertion penalty with the fewest errors on the dev lattices of the same model (`sweep.json`); "
                   "test uses dev's point and never selects" +
-                  (" (a one-pass search at dev's acoustic scale where dev's best penalty is 0: `decode "
-                   "--tuned-one-pass`, no lattice, so no untuned number)"
+                  (" (a one-pass search at dev's acoustic scale where dev's best penalty is 0, its beam widened by "
+                   "that scale / the decoding scale: `decode --tuned-one-pass`, no lattice, so no untuned number)"
                    if any(w.get("search") == "one-pass" for d in run.wer.values() for w in d.values()) else "") +
                   ". *WER at decoding scale* is the untuned one-best "
                   "(the decoding acoustic scale, no penalty). Table 1 reports the tuned WER."]
