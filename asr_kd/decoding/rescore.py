@@ -8,8 +8,8 @@ best *distinct word sequences* of each lattice, per acoustic scale of the sweep:
 
 1. the raw state-level lattice becomes a word acceptor whose arc weights are ``graph + r * acoustic``
    (``r = scale / decoding scale``), through OpenFst's text format (``Lattice.to_str`` ->
-   ``kaldifst.compile``: the one conversion between the two arc types the bindings offer; parsing the text
-   costs about 1% of generating the lattice);
+   ``kaldifst.compile``: the one conversion between the two arc types the bindings offer; the text is parsed
+   by regular expressions into numpy arrays once per lattice and written back with numpy string operations);
 2. ``kaldifst.determinize_star`` (epsilon removal + determinization, C++) keeps each word sequence once,
    with the cost of its best alignment; ``kaldifst.shortest_path(n=N)`` gives its ``N`` best;
 3. each hypothesis' total cost gets ``new LM cost - old LM cost`` (exact back-off scores of
@@ -26,6 +26,7 @@ generating the lattice for the mini recipe's 8 x 2 grid).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -39,38 +40,43 @@ from asr_kd.decoding.lm import NgramLM, read_arpa
 log = logging.getLogger(__name__)
 
 
+# src dst ilabel olabel [graph,acoustic] (OpenFst prints no weight for One, i.e. (0, 0))
+_ARC = re.compile(r"^(\d+)\s+(\d+)\s+\d+\s+(\d+)(?:\s+(\S+),(\S+))?$", re.M)
+_FINAL = re.compile(r"^(\d+)(?:\s+(\S+),(\S+))?$", re.M)  # state [graph,acoustic]
+
+
 @dataclass
 class ParsedLattice:
-    """A raw lattice's arcs as arrays: the word acceptor of any acoustic ratio is built from them."""
+    """A raw lattice's arcs as arrays: the word acceptor of any acoustic ratio is built from them (regular
+    expressions and numpy string operations, no Python loop over arcs)."""
 
-    prefixes: list[str]  # "src dst word " per arc, in the lattice's order (the start state's arcs first)
+    prefixes: np.ndarray  # str "src dst word " per arc, in the lattice's order (the start state's arcs first)
     has_word: np.ndarray  # float64 1.0 where the arc carries a word (the arcs a word insertion penalty hits)
     graph: np.ndarray  # float64 graph cost per arc
     acoustic: np.ndarray  # float64 acoustic cost per arc (as decoded, i.e. at the decoding scale)
-    finals: list[tuple[str, float, float]]  # (state, graph, acoustic) of final states
+    final_states: np.ndarray  # str state id of each final state
+    final_costs: np.ndarray  # float64 (finals, 2): graph, acoustic cost of each final state
 
     @classmethod
     def of(cls, lat) -> "ParsedLattice":
-        prefixes, costs, finals, has_word = [], [], [], []
-        for line in lat.to_str().splitlines():
-            f = line.split()
-            if len(f) == 5:  # src dst ilabel olabel graph,acoustic
-                prefixes.append(f"{f[0]} {f[1]} {f[3]} ")
-                costs.append(f[4])
-                has_word.append(f[3] != "0")
-            elif f:  # state [graph,acoustic]
-                g, a = (f[1].split(",") if len(f) > 1 else ("0", "0"))
-                finals.append((f[0], float(g), float(a)))
-        ga = np.array([c.split(",") for c in costs], dtype=np.float64).reshape(-1, 2)
-        return cls(prefixes, np.asarray(has_word, dtype=np.float64), ga[:, 0], ga[:, 1], finals)
+        text = lat.to_str()
+        arcs = np.array(_ARC.findall(text), dtype=str).reshape(-1, 5)
+        finals = np.array(_FINAL.findall(text), dtype=str).reshape(-1, 3)
+        arcs[arcs == ""] = "0"  # a weight printed without a value is One: (0, 0)
+        finals[finals == ""] = "0"
+        prefixes = np.strings.add(np.strings.add(np.strings.add(np.strings.add(arcs[:, 0], " "), arcs[:, 1]), " "),
+                                  np.strings.add(arcs[:, 2], " "))
+        return cls(prefixes, (arcs[:, 2] != "0").astype(np.float64), arcs[:, 3].astype(np.float64),
+                   arcs[:, 4].astype(np.float64), finals[:, 0], finals[:, 1:].astype(np.float64))
 
     def word_acceptor(self, ratio: float, penalty: float = 0.0):
         """StdVectorFst over word labels (0: epsilon) with weights ``graph + ratio * acoustic`` (+ ``penalty``
         on every word arc, as Kaldi's ``lattice-add-penalty``)."""
-        w = (self.graph + ratio * self.acoustic + penalty * self.has_word).tolist()
-        lines = [p + f"{x:.9g}" for p, x in zip(self.prefixes, w)]
-        lines += [f"{s} {g + ratio * a:.9g}" for s, g, a in self.finals]
-        return kaldifst.compile("\n".join(lines) + "\n", acceptor=True)
+        w = self.graph + ratio * self.acoustic + penalty * self.has_word
+        fw = self.final_costs[:, 0] + ratio * self.final_costs[:, 1]
+        lines = np.concatenate([np.strings.add(self.prefixes, w.astype(str)),
+                                np.strings.add(np.strings.add(self.final_states, " "), fw.astype(str))])
+        return kaldifst.compile("\n".join(lines.tolist()) + "\n", acceptor=True)
 
 
 def word_nbest(parsed: ParsedLattice, ratio: float, penalty: float, n: int) -> list[tuple[tuple[int, ...], float]]:

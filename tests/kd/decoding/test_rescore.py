@@ -71,6 +71,7 @@ def test_rescoring_with_the_graph_lm_is_the_first_pass(toy, system):
         first = {k: best_path_words(v) for k, v in sweep(lat, points, 0.1).items()}
         rescored = same.best_paths(lat, points, 0.1)
         parsed = ParsedLattice.of(lat)
+        assert len(parsed.graph) == sum(lat.num_arcs(s) for s in range(lat.num_states))  # every arc parsed
         for k in points:
             assert rescored[k] == first[k][0], (utt, k)
             best_words, best_cost = word_nbest(parsed, k[0] / 0.1, k[1], 5)[0]
@@ -114,3 +115,20 @@ def test_decoder_rescores_in_parallel_and_needs_lattices(system):
     assert any(r.rescored[p] != r.points[p] for r in out.results.values() for p in cfg.points())
     with pytest.raises(ValueError, match="needs lattices"):
         DecoderConfig(rescore_arpa=str(big))
+
+
+def test_parsed_lattice_keeps_arcs_and_finals_printed_without_a_weight():
+    """OpenFst prints no weight for One = (0, 0): such arcs and final states are still part of the acceptor."""
+    from asr_base.kaldi import kaldifst
+
+    lat = kaldifst.Lattice()
+    for _ in range(3):
+        lat.add_state()
+    lat.start = 0
+    lat.add_arc(0, kaldifst.LatticeArc(1, 0, kaldifst.LatticeWeight(0, 0), 1))
+    lat.add_arc(1, kaldifst.LatticeArc(2, 5, kaldifst.LatticeWeight(1.5, -2.25), 2))
+    lat.set_final(2, kaldifst.LatticeWeight(0, 0))
+    p = ParsedLattice.of(lat)
+    assert p.prefixes.tolist() == ["0 1 0 ", "1 2 5 "] and p.graph.tolist() == [0.0, 1.5]
+    assert p.acoustic.tolist() == [0.0, -2.25] and p.final_states.tolist() == ["2"]
+    assert word_nbest(p, 2.0, 1.0, 3) == [((5,), pytest.approx(1.5 - 4.5 + 1.0))]
