@@ -17,6 +17,8 @@ COMMANDS = [
     ("prepare-lang", "data_prep.lang.prepare_lang", "lexicon + Kaldi-style lang dir + L.fst"),
     ("align", "data_prep.align.stage", "flat-start HMM training, decision tree, forced alignment to tied states"),
     ("import-kaldi-ali", "data_prep.align.kaldi_ali", "Kaldi pdf alignments (ali-to-pdf) -> label arrays"),
+    ("import-kaldi-system", "data_prep.align.kaldi_system",
+     "a Kaldi GMM system (ali.*.gz, tree, final.mdl, lang dir) -> exp/tri for graph, decoding and export"),
 ]
 
 

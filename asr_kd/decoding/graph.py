@@ -37,7 +37,7 @@ import numpy as np
 from asr_base.config import add_options, from_args, option
 from asr_base.io import atomic_path, write_json
 from asr_base.stamp import STAMP_NAME, Step
-from asr_base.kaldi import kaldi_hmm_gmm, kaldifst, kaldilm
+from asr_base.kaldi import kaldi_hmm_gmm, kaldifst, kaldilm, load_context_dependency  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,6 @@ class GraphConfig:
 
 # --------------------------------------------------------------------------------------------------
 # Loading the acoustic-model side: tree and transition model
-
-
-def load_context_dependency(tree_path: str | os.PathLike) -> "kaldi_hmm_gmm.ContextDependency":
-    """A Kaldi binary ``tree`` file -> ``kaldi_hmm_gmm.ContextDependency`` (its pickle state is the Kaldi
-    binary serialisation, so any Kaldi tree -- ours from data_prep.align.tree.event_map or Kaldi's -- loads)."""
-    data = Path(tree_path).read_bytes()
-    if data.startswith(b"\0B"):
-        data = data[2:]
-    if not data.startswith(b"ContextDependency"):
-        raise ValueError(f"{tree_path} is not a Kaldi binary tree (ContextDependency) file")
-    ctx = kaldi_hmm_gmm.ContextDependency.__new__(kaldi_hmm_gmm.ContextDependency)
-    ctx.__setstate__((np.frombuffer(data, dtype=np.int8).tolist(),))
-    return ctx
 
 
 def monophone_context_dependency(lang) -> "kaldi_hmm_gmm.ContextDependency":

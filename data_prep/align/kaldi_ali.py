@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -93,6 +93,88 @@ def fit_length(labels: np.ndarray, num_frames: int) -> np.ndarray:
     return np.concatenate([labels, np.full(num_frames - labels.size, labels[-1], labels.dtype)])
 
 
+@dataclass
+class ReadAlignments:
+    """Per-frame arrays 1:1 with a feature store (-1 / 0 where there is no alignment) and what was left out."""
+
+    pdf: np.ndarray  # int32 (num_frames,)
+    values: np.ndarray  # int32 (num_frames,): the archive's own integers (transition ids for Kaldi ali.*.gz)
+    failed: dict[str, str]  # utterance -> why it has no labels
+    adjusted: dict[str, str]  # utterance -> length difference within the tolerance
+    extra: list[tuple[str, str]]  # archive entries not used (not in the store, duplicates)
+    errors: list[tuple[str, str]]  # read errors
+
+
+def pdf_checker(num_pdfs: int) -> Callable[[np.ndarray], tuple[np.ndarray | None, str | None]]:
+    """Archive values that are pdf ids already (``ali-to-pdf`` output): checked against ``[0, num_pdfs)``."""
+    def convert(vec: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+        if vec.min() < 0 or vec.max() >= num_pdfs:
+            return None, f"pdf ids outside [0, {num_pdfs}): min {vec.min()} max {vec.max()}"
+        return vec, None
+    return convert
+
+
+def read_alignments(specs: list[str], fs: FeatureStore, tolerance: int,
+                    convert: Callable[[np.ndarray], tuple[np.ndarray | None, str | None]]) -> ReadAlignments:
+    """Read int-vector archives into per-frame arrays of the store ``fs``; ``convert`` maps an utterance's vector
+    to pdf ids or says why it cannot (the utterance is then listed as failed). Lengths within ``tolerance``
+    frames of the store's are padded with the last value or truncated (listed as adjusted)."""
+    index = fs.utt_index()
+    pdf = np.full(fs.num_frames, -1, np.int32)
+    values = np.zeros(fs.num_frames, np.int32)
+    done = np.zeros(len(fs.utt_ids), bool)
+    out = ReadAlignments(pdf, values, {}, {}, [], [])
+    for spec in specs:
+        for utt, vec in tqdm(iter_alignments(spec, out.errors), desc=f"reading {spec}", unit="utt", leave=False):
+            i = index.get(utt)
+            if i is None:
+                out.extra.append((utt, "not in the feature store"))
+                continue
+            if done[i]:
+                out.extra.append((utt, "duplicate alignment (first one kept)"))
+                continue
+            done[i] = True
+            n = int(fs.lengths[i])
+            vec = np.asarray(vec, dtype=np.int64).ravel()
+            if vec.size == 0:
+                out.failed[utt] = "empty alignment"
+                continue
+            labels, why = convert(vec)
+            if labels is None:
+                out.failed[utt] = why
+                continue
+            diff = vec.size - n
+            if diff:
+                if abs(diff) > tolerance:
+                    out.failed[utt] = f"length mismatch: {vec.size} labels for {n} frames"
+                    continue
+                out.adjusted[utt] = (f"{vec.size} labels for {n} frames: "
+                                     f"{'truncated' if diff > 0 else 'padded with the last label'}")
+                vec, labels = fit_length(vec, n), fit_length(labels, n)
+            s = int(fs.starts[i])
+            pdf[s:s + n] = labels
+            values[s:s + n] = vec
+    for i in np.nonzero(~done)[0]:
+        out.failed[fs.utt_ids[i]] = "missing from the alignments"
+    return out
+
+
+def write_alignments(out: Path, read: ReadAlignments, num_pdfs: int) -> np.ndarray:
+    """``pdf.npy``, ``pdf_counts.npy``, ``num_pdfs``, ``failed.tsv``, ``adjusted.tsv`` (and ``ignored.tsv`` when
+    archive entries were not used) into ``out``; returns the pdf counts."""
+    counts = np.bincount(read.pdf[read.pdf >= 0], minlength=num_pdfs).astype(np.int64)
+    out.mkdir(parents=True, exist_ok=True)
+    save_npy(out / "pdf.npy", read.pdf)
+    save_npy(out / "pdf_counts.npy", counts)
+    write_text(out / "num_pdfs", f"{num_pdfs}\n")
+    write_text(out / "failed.tsv", "utt_id\treason\n" + "".join(f"{u}\t{r}\n" for u, r in sorted(read.failed.items())))
+    write_text(out / "adjusted.tsv",
+               "utt_id\treason\n" + "".join(f"{u}\t{r}\n" for u, r in sorted(read.adjusted.items())))
+    if read.extra or read.errors:
+        write_text(out / "ignored.tsv", "key\treason\n" + "".join(f"{u}\t{r}\n" for u, r in read.extra + read.errors))
+    return counts
+
+
 def _exp_dir(out: Path) -> Path:
     return out.parent.parent if out.parent.name == "ali" else out
 
@@ -119,55 +201,10 @@ def import_kaldi_ali(cfg: ImportConfig) -> dict:
     step.invalidate()
 
     fs = FeatureStore.open(cfg.store)
-    index = fs.utt_index()
-    pdf = np.full(fs.num_frames, -1, np.int32)
-    done = np.zeros(len(fs.utt_ids), bool)
-    failed: dict[str, str] = {}
-    adjusted: dict[str, str] = {}
-    extra: list[tuple[str, str]] = []
-    errors: list[tuple[str, str]] = []
-    for spec in cfg.ali:
-        for utt, vec in tqdm(iter_alignments(spec, errors), desc=f"reading {spec}", unit="utt", leave=False):
-            i = index.get(utt)
-            if i is None:
-                extra.append((utt, "not in the feature store"))
-                continue
-            if done[i]:
-                extra.append((utt, "duplicate alignment (first one kept)"))
-                continue
-            n = int(fs.lengths[i])
-            vec = np.asarray(vec, dtype=np.int64).ravel()
-            if vec.size == 0:
-                failed[utt] = "empty alignment"
-                done[i] = True
-                continue
-            if vec.min() < 0 or vec.max() >= cfg.num_pdfs:
-                failed[utt] = f"pdf ids outside [0, {cfg.num_pdfs}): min {vec.min()} max {vec.max()}"
-                done[i] = True
-                continue
-            diff = vec.size - n
-            if diff:
-                if abs(diff) > cfg.tolerance:
-                    failed[utt] = f"length mismatch: {vec.size} labels for {n} frames"
-                    done[i] = True
-                    continue
-                adjusted[utt] = f"{vec.size} labels for {n} frames: {'truncated' if diff > 0 else 'padded with the last label'}"
-                vec = fit_length(vec, n)
-            s = int(fs.starts[i])
-            pdf[s:s + n] = vec
-            done[i] = True
-    for i in np.nonzero(~done)[0]:
-        failed[fs.utt_ids[i]] = "missing from the alignments"
+    read = read_alignments(cfg.ali, fs, cfg.tolerance, pdf_checker(cfg.num_pdfs))
+    pdf, failed, adjusted, extra, errors = read.pdf, read.failed, read.adjusted, read.extra, read.errors
 
-    counts = np.bincount(pdf[pdf >= 0], minlength=cfg.num_pdfs).astype(np.int64)
-    out.mkdir(parents=True, exist_ok=True)
-    save_npy(out / "pdf.npy", pdf)
-    save_npy(out / "pdf_counts.npy", counts)
-    write_text(out / "num_pdfs", f"{cfg.num_pdfs}\n")
-    write_text(out / "failed.tsv", "utt_id\treason\n" + "".join(f"{u}\t{r}\n" for u, r in sorted(failed.items())))
-    write_text(out / "adjusted.tsv", "utt_id\treason\n" + "".join(f"{u}\t{r}\n" for u, r in sorted(adjusted.items())))
-    if extra or errors:
-        write_text(out / "ignored.tsv", "key\treason\n" + "".join(f"{u}\t{r}\n" for u, r in extra + errors))
+    counts = write_alignments(out, read, cfg.num_pdfs)
     priors = cfg.priors if cfg.priors is not None else out.name.startswith("train")
     if priors:
         exp = _exp_dir(out)

@@ -31,6 +31,7 @@ from data_prep.lang.topology import make_topo, parse_topo_num_pdf_classes
 log = logging.getLogger(__name__)
 
 META = "meta.json"
+KALDI_ALIGN_LEXICON = "phones/align_lexicon.txt"  # in Kaldi lang dirs instead of lexicon.txt
 
 
 @dataclass
@@ -50,37 +51,36 @@ class LangDir:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LangDir":
         path = Path(path)
-        for name in ("phones.txt", "words.txt", "lexicon.txt", "topo", "oov.txt"):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"{path} is not a lang dir: {name} is missing")
+        missing = [n for n in ("phones.txt", "words.txt", "topo", "oov.txt") if not (path / n).is_file()]
+        if not (path / "lexicon.txt").is_file() and not (path / KALDI_ALIGN_LEXICON).is_file():
+            missing.append(f"lexicon.txt (or Kaldi's {KALDI_ALIGN_LEXICON})")
+        if missing:
+            raise FileNotFoundError(f"{path} is not a lang dir: {', '.join(missing)} missing")
         phones = read_symbols(path / "phones.txt")
         names = [""] * (max(phones.values()) + 1)
         for k, v in phones.items():
             names[v] = k
-        lexicon: Lexicon = {}
-        with open(path / "lexicon.txt", encoding="utf-8") as f:
-            for line in f:
-                fields = line.split()
-                if fields:
-                    lexicon.setdefault(fields[0], []).append(tuple(fields[1:]))
-        ph = path / "phones"
-        silence = _read_list(ph / "silence.txt")
-        nonsilence = _read_list(ph / "nonsilence.txt")
-        optional = _read_list(ph / "optional_silence.txt")
-        disambig = _read_list(ph / "disambig.txt")
         return cls(
             path=path,
             phones=phones,
             phone_names=names,
             words=read_symbols(path / "words.txt"),
-            lexicon=lexicon,
-            silence_phones=silence,
-            nonsilence_phones=nonsilence,
-            optional_silence=optional[0] if optional else SIL,
-            disambig_phone_ids=[phones[p] for p in disambig],
+            lexicon=read_lang_lexicon(path),
+            **cls._phone_sets(path, phones),
             oov=(path / "oov.txt").read_text(encoding="utf-8").split()[0],
             pdf_classes=parse_topo_num_pdf_classes((path / "topo").read_text(encoding="utf-8")),
         )
+
+    @staticmethod
+    def _phone_sets(path: Path, phones: dict[str, int]) -> dict:
+        ph = path / "phones"
+        silence = _read_list(ph / "silence.txt")
+        nonsilence = _read_list(ph / "nonsilence.txt")
+        optional = _read_list(ph / "optional_silence.txt")
+        disambig = _read_list(ph / "disambig.txt")
+        return dict(silence_phones=silence, nonsilence_phones=nonsilence,
+                    optional_silence=optional[0] if optional else SIL,
+                    disambig_phone_ids=[phones[p] for p in disambig])
 
     def num_pdf_classes(self, phone_id: int) -> int:
         try:
@@ -102,6 +102,25 @@ class LangDir:
         from asr_base.kaldi import kaldifst
 
         return kaldifst.StdVectorFst.read(str(self.path / ("L_disambig.fst" if disambig else "L.fst")))
+
+
+def read_lang_lexicon(path: str | os.PathLike) -> Lexicon:
+    """Word -> pronunciations of a lang dir: our ``lexicon.txt`` (``WORD PH1 PH2 ...``), or in a Kaldi lang dir
+    (which has no lexicon.txt) ``phones/align_lexicon.txt`` (``WORD WORD PH1_B PH2_I ...``, Kaldi's
+    word-position-dependent phones as the tree and L.fst know them)."""
+    path = Path(path)
+    ours = path / "lexicon.txt"
+    src, skip = (ours, 1) if ours.is_file() else (path / KALDI_ALIGN_LEXICON, 2)
+    lexicon: Lexicon = {}
+    with open(src, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields or (skip == 2 and fields[0] == "<eps>"):  # Kaldi's "<eps> <eps> SIL" entry
+                continue
+            if skip == 2 and (len(fields) < 2 or fields[1] != fields[0]):
+                raise ValueError(f"{src}:{lineno}: expected Kaldi's 'WORD WORD PHONES...', got {line.strip()!r}")
+            lexicon.setdefault(fields[0], []).append(tuple(fields[skip:]))
+    return lexicon
 
 
 def read_symbols(path: str | os.PathLike) -> dict[str, int]:

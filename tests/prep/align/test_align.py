@@ -9,34 +9,16 @@ import numpy as np
 import pytest
 
 
-def _write_split(simulate_corpus, root, lang, name, seed, n, extra=()):
-    from data_prep.corpus.data_dir import DataDir
-    from data_prep.features.store import write_store
-
-    c = simulate_corpus(lang, num_utts=n, seed=seed, separation=3.0, state_frames=(3, 6))
-    feats, utts, lengths, spk, text = [c.feats], list(c.utt_ids), list(c.lengths), list(c.speakers), dict(c.text)
-    for utt, frames, words in extra:  # odd utterances appended at the end (ids sort last)
-        feats.append(np.zeros((frames, c.feats.shape[1]), np.float16))
-        utts.append(utt)
-        lengths.append(frames)
-        spk.append("zz")
-        if words is not None:
-            text[utt] = words
-    write_store(root / "fbank" / name, np.concatenate(feats), utts, lengths, spk)
-    DataDir(wav={u: "/dev/null" for u in utts}, text=text, utt2spk=dict(zip(utts, spk))).write(root / "data" / name)
-    return c, utts, lengths
-
-
 @pytest.fixture(scope="module")
-def corpus(make_lexicon, simulate_corpus, tmp_path_factory):
+def corpus(make_lexicon, write_align_split, tmp_path_factory):
     from data_prep.lang.lang_dir import write_lang_dir
 
     root = tmp_path_factory.mktemp("align")
     lang = write_lang_dir(make_lexicon(), root / "lang")
     extra = [("zz-short", 5, "W00 W01 W02"), ("zz-notext", 40, None), ("zz-oov", 80, "W03 NOTAWORD W04"),
              ("zz-lower", 80, "w03 w04 w05")]  # lower case: no word has a pronunciation
-    train = _write_split(simulate_corpus, root, lang, "train", 0, 60, extra)
-    dev = _write_split(simulate_corpus, root, lang, "dev", 1, 10)
+    train = write_align_split(root, lang, "train", 0, 60, extra)
+    dev = write_align_split(root, lang, "dev", 1, 10)
     return root, lang, train, dev
 
 
