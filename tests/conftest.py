@@ -171,6 +171,62 @@ def make_lexicon():
     return _make_lexicon
 
 
+def _write_ali_gz(path, entries):
+    """A binary int-vector archive, gzipped afterwards (Kaldi's ali.N.gz; kaldi-io cannot write into gzip)."""
+    import gzip
+
+    from asr_base.kaldi_io import kaldi_io
+
+    plain = path.with_suffix(".ark")
+    with open(plain, "wb") as f:
+        for utt, vec in entries:
+            kaldi_io.write_vec_int(f, np.asarray(vec, dtype=np.int32), key=utt)
+    path.write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+
+
+def _kaldi_lang_dir(ours, out):
+    """Our lang dir as Kaldi lays one out: no lexicon*.txt, the lexicon in phones/align_lexicon.txt."""
+    import shutil
+
+    from data_prep.lang.lang_dir import LangDir
+
+    shutil.copytree(ours, out)
+    for f in out.glob("lexicon*.txt"):
+        f.unlink()
+    lex = LangDir.load(ours).lexicon
+    (out / "phones/align_lexicon.txt").write_text(
+        "<eps> <eps> SIL\n" + "".join(f"{w} {w} {' '.join(p)}\n" for w, prons in lex.items() for p in prons))
+    return out
+
+
+def _kaldi_ali_dir(tri, store_dir, split, out, jobs=2, edit=None):
+    """Our ``<tri>/ali/<split>/tid.npy`` as a Kaldi alignment dir: ``out/ali.1.gz .. ali.<jobs>.gz`` (aligned
+    utterances only, dealt out over the jobs) + ``tree`` + ``final.mdl``; ``edit`` may change the entries."""
+    import shutil
+
+    from data_prep.features.store import FeatureStore
+
+    fs = FeatureStore.open(store_dir)
+    tids = np.load(tri / "ali" / split / "tid.npy")
+    entries = [(u, tids[s:s + n]) for u, s, n in zip(fs.utt_ids, fs.starts, fs.lengths) if tids[s] > 0]
+    if edit:
+        entries = edit(entries)
+    out.mkdir(parents=True)
+    for j in range(jobs):
+        _write_ali_gz(out / f"ali.{j + 1}.gz", entries[j::jobs])
+    for f in ("tree", "final.mdl"):
+        shutil.copyfile(tri / f, out / f)
+    return entries
+
+
+@pytest.fixture(scope="session")
+def kaldi_layout():
+    """Our aligner's system as Kaldi leaves one (import-kaldi-system tests): ``ali_dir(tri, store, split, out)``,
+    ``lang_dir(ours, out)``."""
+    return SimpleNamespace(ali_dir=_kaldi_ali_dir, lang_dir=_kaldi_lang_dir)
+
+
 @pytest.fixture(scope="session")
 def toy():
     """The toy 3-word decoding system: ``toy.build(root)`` -> (lang, tree, graph dir), ``toy.spell``,

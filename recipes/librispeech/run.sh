@@ -7,8 +7,8 @@
 #   3  lang dirs from librispeech-lexicon.txt: data/lang (the transcripts' words, for alignment) and
 #      data/lang_test (the whole release lexicon = the LM's vocabulary, for decoding; no transcript words)
 #      + the published pruned trigram ARPA LM
-#   4  alignment (flat start -> tree with --num-leaves 14000 -> tri), or --kaldi-ali DIR to import
-#      Kaldi pdf alignments (ali-to-pdf output: DIR/<split>.ark) instead
+#   4  alignment (flat start -> tree with --num-leaves 14000 -> tri), or --kaldi-ali DIR --kaldi-lang LANG to
+#      import a Kaldi GMM system instead (DIR/<part>/ali.*.gz, tree, final.mdl; graph and export use LANG)
 #   5  baseline DNN (8 x 2560), 6 teacher ensemble (--num-teachers 10), 7 distillation sweep
 #   8  section-6 regularizer (--regularizer true), 9 frame accuracy + graph + decoding with every model,
 #  10  report (exp/report.md), 11 export of the best student
@@ -30,7 +30,11 @@ lm_dir=""                   # existing copy of librispeech-lexicon.txt + 3-gram.
 train_parts="train-clean-100"   # or "train-clean-100 train-clean-360" (460 h), + train-other-500 (960 h)
 dev_parts="dev-clean dev-other"
 test_parts="test-clean test-other"
-kaldi_ali=""                # import Kaldi pdf alignments from this dir instead of aligning
+kaldi_ali=""                # import a Kaldi GMM system instead of aligning: <kaldi_ali>/<part>/ali.*.gz (+ tree and
+                            # final.mdl in the train dir) for train and every dev/test part, e.g. symlinks to
+                            # exp/tri6b_ali_<set> (steps/align_fmllr.sh output); needs --kaldi-lang
+kaldi_lang=""               # the Kaldi lang dir of that system (data/lang: word-position-dependent phones, topo,
+                            # L_disambig.fst); the graph and export then use it (its vocabulary) instead of data/lang_test
 align_conf=""               # data-prep align options in <conf>; empty: by training-set size (align_100h.conf,
                             # align_460h.conf with train-clean-360, align_960h.conf with train-other-500)
 num_teachers=10
@@ -41,7 +45,7 @@ decode_systems=all          # all: baseline, ensemble and every student; table1:
 rescore_arpa=""             # an ARPA LM to rescore the lattices with (decode --rescore-arpa): it is held in Python
                             # dicts, ~200 bytes per n-gram per decode, so a pruned model (tgmed size, a few M n-grams)
                             # fits; tglarge / fglarge (tens of M) need a C++ LM that is not wired in
-_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
+_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -114,13 +118,15 @@ lang_and_lm() {
 }
 run_step 3 lang_lm lang_and_lm
 
+decode_lang=data/lang_test
+if [ -n "$kaldi_ali" ]; then
+  [ -n "$kaldi_lang" ] || { echo "$0: --kaldi-ali needs --kaldi-lang (the Kaldi lang dir of the system)" >&2; exit 1; }
+  decode_lang=exp/tri/lang  # the imported copy of Kaldi's lang dir: the tree's phones, Kaldi's vocabulary
+fi
 align_or_import() {
   if [ -n "$kaldi_ali" ]; then
-    local p n
-    n=$(cat "$kaldi_ali/num_pdfs")
-    for p in train $eval_parts; do
-      data-prep import-kaldi-ali --ali "$kaldi_ali/$p.ark" --store "data/fbank/$p" --num-pdfs "$n" --out "exp/tri/ali/$p"
-    done
+    data-prep import-kaldi-system --ali-root "$kaldi_ali" --kaldi-lang "$kaldi_lang" --splits train $eval_parts \
+      --fbank-dir data/fbank --out exp/tri
   else
     data-prep align --lang data/lang --fbank-dir data/fbank --data-dir data --exp exp \
       --splits train $eval_parts --jobs "$jobs" "@$conf/$align_conf"
@@ -142,7 +148,7 @@ if [ "$regularizer" = true ]; then
 fi
 
 run_step 9 frame_accuracy frame_accuracy_all "$eval_parts"
-run_step 9 graph asr-kd make-graph --lang data/lang_test --arpa data/lm/3gram.arpa --tree exp/tri/tree \
+run_step 9 graph asr-kd make-graph --lang "$decode_lang" --arpa data/lm/3gram.arpa --tree exp/tri/tree \
   --model exp/tri/final.mdl --out exp/graph
 device=cpu
 [ "$ngpu" -gt 0 ] && device=cuda
@@ -157,6 +163,6 @@ rescore_opts=()
 run_step 9 decode decode_all_models "$tune_pairs" --device "$device" --num-jobs "$jobs" "@$conf/decode.conf" \
   "${rescore_opts[@]}"
 report_step
-run_step 11 export export_best_student
+run_step 11 export export_best_student "$decode_lang"
 
 log "librispeech recipe: stages $stage..$stop_stage done"

@@ -153,7 +153,7 @@ if [ "$beyond" = true ]; then
   codistill_opts=() ; [ "$size" = tiny ] && codistill_opts=(--burn-in-steps 20)
   run_step 12 codistill codistill_step "${codistill_opts[@]}"
   run_step 13 small_students small_students_step
-  run_step 14 beyond_eval beyond_eval_step "dev test" "test" --num-jobs "$jobs" "@$conf/decode.conf" "${decode_opts[@]}"
+  run_step 14 beyond_eval beyond_eval_step "dev test" "dev test:dev" --num-jobs "$jobs" "@$conf/decode.conf" "${decode_opts[@]}"
   if [ 14 -ge "$stage" ] && [ 14 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md; fi
 fi
 

@@ -6,7 +6,7 @@
 #   small_students_step   students 3 x 192 and 3 x 96 of the teacher ensemble (-> exp/students_3x192, _3x96);
 #                         a thin-and-deep 6 x 128 student with FitNets hints (exp/fitnets_6x128) and without
 #                         (exp/students_6x128)
-#   beyond_eval_step      frame accuracy on dev/test, acoustic-model speed on the CPU, decoding of test
+#   beyond_eval_step      frame accuracy on dev/test, acoustic-model speed on the CPU, decoding of dev (tuning) and test
 
 # the student sweep dirs of small_students_step, with their options
 _beyond_students() {
@@ -44,9 +44,10 @@ _beyond_systems() {
   done < <(_beyond_students)
 }
 
-# beyond_eval_step "EVAL SPLITS" "DECODE SPLITS" [DECODE OPTIONS...]
+# beyond_eval_step "EVAL SPLITS" "DECODE SPLITS" [DECODE OPTIONS...]: DECODE SPLITS as in decode_all_models
+# ("dev test:dev": dev picks each system's LM weight / penalty, test is decoded at dev's point)
 beyond_eval_step() {
-  local eval_splits=$1 decode_splits=$2 s name model kind path
+  local eval_splits=$1 decode_splits=$2 s name
   local -a dirs=()
   shift 2
   [ -d exp/codistill ] && dirs+=(exp/codistill)
@@ -61,10 +62,5 @@ beyond_eval_step() {
   [ -f exp/students/best.json ] && \
     ref=exp/students/$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["best"])' exp/students/best.json)
   asr-kd am-speed --models "$ref" "${dirs[@]}" --feats data/fbank/test --out exp/results/am_speed.json
-  for s in $decode_splits; do
-    while read -r name kind path; do
-      asr-kd decode "$kind" "$path" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$s" --data "data/$s" \
-        --graph exp/graph --out "exp/decode/$name/$s" "$@"
-    done < <(_beyond_systems)
-  done
+  decode_listing "$(_beyond_systems)" "$decode_splits" "$@"
 }

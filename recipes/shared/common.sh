@@ -85,17 +85,27 @@ read_model_args() {
 # TUNE's lattices for the same system (--tune-from; TUNE must come earlier), and TUNE reports its own best
 # point (--select-best): dev selects, test reports.
 decode_all_models() {
-  local splits=$1 s line listing split tuners
-  local -a systems model_args tune_args list_opts=()
+  local splits=$1 listing
+  local -a list_opts=()
   shift
   [ "${decode_systems:-all}" = table1 ] && list_opts=(--table1)
   listing=$(asr-kd list-models --exp exp "${list_opts[@]}")
-  mapfile -t systems <<< "$listing"
+  decode_listing "$listing" "$splits" "$@"
+}
+
+# decode_listing "LISTING" "SPLITS" [DECODE OPTIONS...]: the systems of LISTING ("NAME MODEL OPTIONS" lines, as
+# `asr-kd list-models` prints them) on every split, SPLIT:TUNE as in decode_all_models
+decode_listing() {
+  local splits=$2 s line split tuners
+  local -a systems model_args tune_args
+  mapfile -t systems <<< "$1"
+  shift 2
   tuners=" "
   for s in $splits; do [[ $s == *:* ]] && tuners="$tuners${s#*:} "; done
   for s in $splits; do
     split=${s%%:*}
     for line in "${systems[@]}"; do
+      [ -n "$line" ] || continue
       read_model_args "$line"
       tune_args=()
       if [[ $s == *:* ]]; then

@@ -1,54 +1,14 @@
 """import-kaldi-system: our own aligner's system written out the way Kaldi leaves it (ali.*.gz of transition ids,
 tree, final.mdl, a lang dir with phones/align_lexicon.txt and no lexicon.txt) and imported back."""
 
-import gzip
 import shutil
 
 import numpy as np
 import pytest
 
-from asr_base.kaldi_io import kaldi_io
 from data_prep.align.kaldi_system import ImportSystemConfig, import_kaldi_system
 
 pytestmark = pytest.mark.e2e
-
-
-def write_ali_gz(path, entries):
-    """A binary int-vector archive, gzipped afterwards (Kaldi's ali.N.gz; kaldi-io cannot write into gzip)."""
-    plain = path.with_suffix(".ark")
-    with open(plain, "wb") as f:
-        for utt, vec in entries:
-            kaldi_io.write_vec_int(f, np.asarray(vec, dtype=np.int32), key=utt)
-    path.write_bytes(gzip.compress(plain.read_bytes()))
-    plain.unlink()
-
-
-def kaldi_lang_dir(ours, out):
-    """Our lang dir as Kaldi lays one out: no lexicon*.txt, the lexicon in phones/align_lexicon.txt."""
-    from data_prep.lang.lang_dir import LangDir
-
-    shutil.copytree(ours, out)
-    for f in out.glob("lexicon*.txt"):
-        f.unlink()
-    lex = LangDir.load(ours).lexicon
-    (out / "phones/align_lexicon.txt").write_text(
-        "<eps> <eps> SIL\n" + "".join(f"{w} {w} {' '.join(p)}\n" for w, prons in lex.items() for p in prons))
-    return out
-
-
-def export_split(exp, store_dir, split, out, jobs=2, edit=None):
-    """``exp/tri/ali/<split>/tid.npy`` -> ``out/ali.1.gz .. ali.<jobs>.gz`` (aligned utterances only, in jobs)."""
-    from data_prep.features.store import FeatureStore
-
-    fs = FeatureStore.open(store_dir)
-    tids = np.load(exp / "tri/ali" / split / "tid.npy")
-    entries = [(u, tids[s:s + n]) for u, s, n in zip(fs.utt_ids, fs.starts, fs.lengths) if tids[s] > 0]
-    if edit:
-        entries = edit(entries)
-    out.mkdir(parents=True)
-    for j in range(jobs):
-        write_ali_gz(out / f"ali.{j + 1}.gz", entries[j::jobs])
-    return entries
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +28,12 @@ def native(make_lexicon, write_align_split, tmp_path_factory):
     return root
 
 
-def kaldi_copy(root, dest, edit_dev=None):
+def kaldi_copy(kaldi_layout, root, dest, edit_dev=None):
     """The native system in Kaldi's layout: <dest>/ali/{train,dev}/ali.*.gz (+ tree, final.mdl), <dest>/lang."""
     for s in ("train", "dev"):
-        export_split(root / "exp", root / "fbank" / s, s, dest / "ali" / s, edit=edit_dev if s == "dev" else None)
-        for f in ("tree", "final.mdl"):
-            shutil.copyfile(root / "exp/tri" / f, dest / "ali" / s / f)
-    kaldi_lang_dir(root / "lang", dest / "lang")
+        kaldi_layout.ali_dir(root / "exp/tri", root / "fbank" / s, s, dest / "ali" / s,
+                             edit=edit_dev if s == "dev" else None)
+    kaldi_layout.lang_dir(root / "lang", dest / "lang")
     return dest
 
 
@@ -83,10 +42,10 @@ def cfg_for(root, kaldi, out, **kw):
                               fbank_dir=str(root / "fbank"), out=str(out), **kw)
 
 
-def test_round_trip_gives_the_native_labels_tree_model_and_lexicon(native, tmp_path, caplog):
+def test_round_trip_gives_the_native_labels_tree_model_and_lexicon(kaldi_layout, native, tmp_path, caplog):
     from data_prep.lang.lang_dir import LangDir
 
-    kaldi = kaldi_copy(native, tmp_path / "kaldi")
+    kaldi = kaldi_copy(kaldi_layout, native, tmp_path / "kaldi")
     out = tmp_path / "exp_kaldi/tri"
     report = import_kaldi_system(cfg_for(native, kaldi, out))
     tri = native / "exp/tri"
@@ -108,20 +67,20 @@ def test_round_trip_gives_the_native_labels_tree_model_and_lexicon(native, tmp_p
     assert (out / "ali/train/pdf.npy").stat().st_mtime_ns == mtime
 
 
-def test_bad_utterances_are_listed_and_the_rest_imported(native, tmp_path):
+def test_bad_utterances_are_listed_and_the_rest_imported(kaldi_layout, native, tmp_path):
     def spoil(entries):  # one utterance with a transition id outside the model, one 5 frames short
         (u0, t0), (u1, t1) = entries[0], entries[1]
         return [(u0, np.concatenate([t0[:-1], [99999]])), (u1, t1[:-5])] + entries[2:]
 
-    kaldi = kaldi_copy(native, tmp_path / "kaldi", edit_dev=spoil)
+    kaldi = kaldi_copy(kaldi_layout, native, tmp_path / "kaldi", edit_dev=spoil)
     report = import_kaldi_system(cfg_for(native, kaldi, tmp_path / "out"))
     failed = (tmp_path / "out/ali/dev/failed.tsv").read_text()
     assert "transition ids outside [1, " in failed and "length mismatch" in failed
     assert report["splits"]["dev"]["failed"] == 2 and report["splits"]["dev"]["imported"] == 6
 
 
-def test_missing_inputs_are_one_clear_error_before_any_work(native, tmp_path):
-    kaldi = kaldi_copy(native, tmp_path / "kaldi")
+def test_missing_inputs_are_one_clear_error_before_any_work(kaldi_layout, native, tmp_path):
+    kaldi = kaldi_copy(kaldi_layout, native, tmp_path / "kaldi")
     (kaldi / "ali/train/tree").unlink()
     shutil.rmtree(kaldi / "ali/dev")
     (kaldi / "lang/L_disambig.fst").unlink()
@@ -132,12 +91,12 @@ def test_missing_inputs_are_one_clear_error_before_any_work(native, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_model_of_another_tree_is_refused(native, tmp_path):
-    kaldi = kaldi_copy(native, tmp_path / "kaldi")
+def test_a_model_of_another_tree_is_refused(kaldi_layout, native, tmp_path):
+    kaldi = kaldi_copy(kaldi_layout, native, tmp_path / "kaldi")
     shutil.copyfile(native / "exp/mono/final.mdl", kaldi / "ali/train/final.mdl")  # the monophone model
     with pytest.raises(ValueError, match="does not belong to"):
         import_kaldi_system(cfg_for(native, kaldi, tmp_path / "out"))
-    kaldi2 = kaldi_copy(native, tmp_path / "kaldi2")
+    kaldi2 = kaldi_copy(kaldi_layout, native, tmp_path / "kaldi2")
     (kaldi2 / "ali/dev/tree").write_bytes((native / "exp/tri/tree").read_bytes() + b"x")
     with pytest.raises(ValueError, match="different systems"):
         import_kaldi_system(cfg_for(native, kaldi2, tmp_path / "out2"))
