@@ -101,8 +101,8 @@ def transcribe(cfg: TranscribeConfig, decoder: DecoderConfig = DecoderConfig()) 
     mode = cm["unseen"] if cfg.cmvn == "auto" else cfg.cmvn
     fb_opts = (fc.get("fbank") or {}).get("fbank", {})
     fb = FbankConfig(**{f.name: fb_opts[f.name] for f in fields(FbankConfig) if f.name in fb_opts})
-    if fb.num_mel_bins != fc["feat_dim"]:
-        raise ValueError(f"{cfg.export}: fbank has {fb.num_mel_bins} bins but the model takes {fc['feat_dim']}")
+    if fb.dim != fc["feat_dim"]:
+        raise ValueError(f"{cfg.export}: the features have {fb.dim} dims but the model takes {fc['feat_dim']}")
     items, skipped = resolve_inputs(cfg.inputs)
     log.info("%d input(s), %d skipped before reading; CMVN %s (model trained with %s); %d job(s)",
              len(items), len(skipped), mode, cm["train"], cfg.jobs)

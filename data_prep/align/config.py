@@ -12,11 +12,16 @@ class AlignStageConfig:
     """Every option of the stage; which of them each sub-stage depends on is in :mod:`data_prep.align.substages`."""
 
     lang: str = option("data/lang", help="lang dir (data-prep prepare-lang)")
-    fbank_dir: str = option("data/fbank", help="feature stores: <fbank-dir>/<split>")
+    fbank_dir: str = option("data/fbank", help="feature stores: <fbank-dir>/<split> (fbank, or MFCC as in Kaldi: "
+                                               "compute-fbank --feature-type mfcc; the labels are 1:1 with its frames)")
     data_dir: str = option("data", help="Kaldi data dirs: <data-dir>/<split>/text")
     exp: str = option("exp", help="writes <exp>/mono and <exp>/tri")
     train_split: str = option("train", help="split the models are trained on")
     splits: list[str] = option(["train", "dev", "test"], help="splits to align with the final model")
+    deltas: int = option(0, group="features",
+                         help="append delta features of this order on the fly (Kaldi's add-deltas, window 2: 2 = "
+                              "deltas + delta-deltas, Kaldi's train_mono / train_deltas front end on 13-dim MFCC "
+                              "stores); 0 = the store's features as they are")
     mono_subset: int = option(1000, group="monophones",
                               help="train the monophones on the N shortest train utterances (0 = all); the tree "
                                    "statistics come from aligning the whole train split with the final monophones")
@@ -46,6 +51,8 @@ class AlignStageConfig:
     force: bool = option(False, help="redo every sub-stage")
 
     def __post_init__(self) -> None:
+        if not 0 <= self.deltas <= 3:
+            raise ValueError(f"--deltas must be 0..3, got {self.deltas}")
         if not 0.0 <= self.max_oov_rate <= 1.0:
             raise ValueError(f"--max-oov-rate must be in [0, 1], got {self.max_oov_rate}")
         # A Gaussian budget below the number of states would leave every state with ONE Gaussian (splitting

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from data_prep.align.gmm import DiagGmmSet, GmmStats
 from data_prep.align.hmm import AlignOptions, GraphCompiler, HmmModel, viterbi_align
-from data_prep.align.split_data import SplitData
+from data_prep.align.split_data import SplitData, read_frames
 
 
 def split_chunks(split: SplitData, rows: np.ndarray, chunk_frames: int) -> list[np.ndarray]:
@@ -51,6 +51,7 @@ class PassContext:
     opts: AlignOptions
     realign: bool
     accumulate: bool
+    deltas: int = 0  # delta order appended to the store's features (split_data.add_deltas)
 
 
 @dataclass
@@ -114,8 +115,7 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
     """Score, (re)align and accumulate one chunk of utterances (runs in a worker or in-process)."""
     hmm, gmm, compiler = _setup(ctx)
     feats = _feats(store_dir)
-    x = torch.from_numpy(np.concatenate([np.asarray(feats[s:s + n], dtype=np.float32)
-                                         for s, n in zip(starts, lengths)]))
+    x = torch.from_numpy(read_frames(feats, starts, lengths, ctx.deltas))
     offs = np.concatenate([[0], np.cumsum(lengths)])
     failed: dict[int, str] = {}
     tids_out: list[np.ndarray | None] = [None] * len(rows)
@@ -178,8 +178,9 @@ class Aligner:
     """Runs passes over a split with a (possibly multi-process) executor; use as a context manager, which
     stops the worker pool at the end."""
 
-    def __init__(self, lang_dir: str, jobs: int = 2, chunk_frames: int = 20000):
+    def __init__(self, lang_dir: str, jobs: int = 2, chunk_frames: int = 20000, deltas: int = 0):
         self.lang_dir = str(lang_dir)
+        self.deltas = int(deltas)
         self.jobs = max(1, int(jobs))
         self.chunk_frames = int(chunk_frames)
         self._pool = None
@@ -200,7 +201,8 @@ class Aligner:
         realigning (with ``tids``); rows not given are processed all."""
         t0 = time.time()
         ctx = PassContext(f"{os.getpid()}-{next(_PASS_IDS)}", gmm.state_dict(),
-                          pickle.dumps((hmm.topo, hmm.ctx_dep, hmm.tm)), self.lang_dir, opts, realign, accumulate)
+                          pickle.dumps((hmm.topo, hmm.ctx_dep, hmm.tm)), self.lang_dir, opts, realign, accumulate,
+                          self.deltas)
         if rows is None:
             rows = np.arange(len(split.utt_ids))
         if not realign:

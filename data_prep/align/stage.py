@@ -59,7 +59,7 @@ def run_align(cfg: AlignStageConfig) -> dict:
     train = read_split(cfg, cfg.train_split, lang)
     log.info("train: %d utterances, %d frames (%.2f h)", len(train.utt_ids), train.num_frames,
              train.num_frames * train.frame_shift / 3600)
-    with Aligner(cfg.lang, cfg.jobs, cfg.chunk_frames) as aligner:
+    with Aligner(cfg.lang, cfg.jobs, cfg.chunk_frames, cfg.deltas) as aligner:
         run = AlignRun(cfg, lang, load_topology(lang), aligner, train)
         mono, mono_tids, mono_hist = run_mono(run)
         tree = run_tree(run, mono, mono_tids)

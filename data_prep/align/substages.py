@@ -39,7 +39,7 @@ from data_prep.align.hmm import AlignOptions, HmmModel, load_hmm
 from data_prep.align.outputs import write_ctm, write_failed
 from data_prep.align.passes import Aligner
 from data_prep.align.report import boundary_agreement, ctm_sanity, read_ctm
-from data_prep.align.split_data import SplitData, contexts_range, load_split
+from data_prep.align.split_data import SplitData, contexts_range, load_split, read_frames, utterance_ranges
 from data_prep.align.training import flat_start_labels, init_gmm, save_system, shortest_rows, train_system
 from data_prep.align.tree.build import build_tree
 from data_prep.align.tree.event_map import TiedStateTree
@@ -63,6 +63,12 @@ class AlignRun:
     @property
     def opts(self) -> AlignOptions:
         return AlignOptions(beam=self.cfg.beam, retry_beam=self.cfg.retry_beam)
+
+    @property
+    def feature_options(self) -> dict:
+        """The feature options of every sub-stage's stamp; ``--deltas 0`` is left out, so systems built before the
+        option existed stay up to date."""
+        return {"deltas": self.cfg.deltas} if self.cfg.deltas else {}
 
     @property
     def mono_dir(self) -> Path:
@@ -115,7 +121,7 @@ def run_mono(run: AlignRun) -> tuple[HmmModel, np.ndarray, list[dict]]:
     step = Step(d / STAMP_NAME, "mono", inputs=run.inputs(cfg.train_split),
                 config=dict(train_split=cfg.train_split, mono_subset=cfg.mono_subset, mono_iters=cfg.mono_iters,
                             mono_realign=cfg.mono_realign, mono_gauss=cfg.mono_gauss, beam=cfg.beam,
-                            retry_beam=cfg.retry_beam, seed=cfg.seed, max_oov_rate=cfg.max_oov_rate))
+                            retry_beam=cfg.retry_beam, seed=cfg.seed, max_oov_rate=cfg.max_oov_rate, **run.feature_options))
     outputs = [d / "final.mdl", d / "history.json", run.mono_ali / "tid.npy"]
     if is_up_to_date(step, cfg.force, outputs):
         mono, _ = load_hmm(d / "final.mdl", run.topo, mono.ctx_dep)
@@ -125,7 +131,7 @@ def run_mono(run: AlignRun) -> tuple[HmmModel, np.ndarray, list[dict]]:
     log.info("monophone subset: %d of %d utterances (%.2f h); flat start: %d equally aligned, %d skipped",
              len(mono_rows), len(train.utt_ids), train.lengths[mono_rows].sum() * train.frame_shift / 3600,
              len(mono_rows) - len(skipped), len(skipped))
-    gmm = init_gmm(train, labels, mono.num_pdfs)
+    gmm = init_gmm(train, labels, mono.num_pdfs, cfg.deltas)
     gmm, mono_tids, history = train_system(run.aligner, train, mono, gmm, labels, cfg.mono_iters, cfg.mono_realign,
                                            cfg.mono_gauss, run.opts, "mono", cfg.seed, rows=mono_rows)
     # final mono alignment with the final model (feeds the tree)
@@ -145,21 +151,19 @@ def run_tree(run: AlignRun, mono: HmmModel, mono_tids: np.ndarray) -> TiedStateT
     """The decision tree from the triphone contexts of the monophone alignment of the whole train split."""
     cfg, train, path = run.cfg, run.train, run.tri_dir / "tree"
     step = Step(run.tri_dir / ".tree.stamp.json", "tree",
-                config=dict(num_leaves=cfg.num_leaves, tree_min_count=cfg.tree_min_count),
+                config=dict(num_leaves=cfg.num_leaves, tree_min_count=cfg.tree_min_count, **run.feature_options),
                 inputs={"mono_alignment": run.mono_ali / "tid.npy", **run.inputs(cfg.train_split, text=False)})
     if is_up_to_date(step, cfg.force, [path]):
         return TiedStateTree.read(path)
     feats = np.load(Path(train.store_dir) / "feats.npy", mmap_mode="r")
     stats = None
-    chunk = 1 << 18
-    for lo in tqdm(range(0, train.num_frames, chunk), desc="tree stats", unit="chunk", leave=False):
-        hi = min(lo + chunk, train.num_frames)
+    for lo, hi, rows in tqdm(list(utterance_ranges(train)), desc="tree stats", unit="chunk", leave=False):
         if not (mono_tids[lo:hi] > 0).any():
             continue
-        ctx = contexts_range(train, mono_tids, mono, lo, hi)  # contexts need the whole utterances around
+        ctx = contexts_range(train, mono_tids, mono, lo, hi)
         keep = ctx[:, 1] > 0
-        st = TreeStats.from_frames(ctx[keep, 0], ctx[keep, 1], ctx[keep, 2], ctx[keep, 3],
-                                   np.asarray(feats[lo:hi], dtype=np.float32)[keep])
+        x = read_frames(feats, train.starts[rows], train.lengths[rows], cfg.deltas)
+        st = TreeStats.from_frames(ctx[keep, 0], ctx[keep, 1], ctx[keep, 2], ctx[keep, 3], x[keep])
         stats = st if stats is None else stats.merge(st)
     if stats is None:
         raise RuntimeError("no aligned frames for tree statistics")
@@ -178,7 +182,8 @@ def run_tri(run: AlignRun, tree: TiedStateTree, mono: HmmModel,
     step = Step(d / STAMP_NAME, "tri", inputs={"tree": d / "tree", "mono_alignment": run.mono_ali / "tid.npy",
                                                **run.inputs(cfg.train_split)},
                 config=dict(tri_iters=cfg.tri_iters, tri_realign=cfg.tri_realign, tri_gauss=cfg.tri_gauss,
-                            beam=cfg.beam, retry_beam=cfg.retry_beam, seed=cfg.seed, max_oov_rate=cfg.max_oov_rate))
+                            beam=cfg.beam, retry_beam=cfg.retry_beam, seed=cfg.seed, max_oov_rate=cfg.max_oov_rate,
+                            **run.feature_options))
     if is_up_to_date(step, cfg.force, [d / "final.mdl", d / "history.json"]):
         tri, gmm = load_hmm(d / "final.mdl", run.topo, ctx_dep)
         return tri, gmm, read_json(d / "history.json")
@@ -187,7 +192,7 @@ def run_tri(run: AlignRun, tree: TiedStateTree, mono: HmmModel,
     labels = np.full(train.num_frames, -1, np.int32)
     ok = ctx[:, 1] > 0
     labels[ok] = tree.lookup(ctx[ok])
-    gmm = init_gmm(train, labels, tri.num_pdfs)
+    gmm = init_gmm(train, labels, tri.num_pdfs, cfg.deltas)
     gmm, _tids, history = train_system(run.aligner, train, tri, gmm, labels, cfg.tri_iters, cfg.tri_realign,
                                        cfg.tri_gauss, run.opts, "tri", cfg.seed + 1)
     save_system(d, tri, gmm, history)
@@ -202,7 +207,7 @@ def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet
     refs = Path(cfg.reference_timings) / name if cfg.reference_timings else None
     refs = refs if refs is not None and refs.is_dir() else None
     step = Step(d / STAMP_NAME, f"ali {name}", config=dict(beam=cfg.beam, retry_beam=cfg.retry_beam,
-                                                           max_oov_rate=cfg.max_oov_rate),
+                                                           max_oov_rate=cfg.max_oov_rate, **run.feature_options),
                 inputs={"model": run.tri_dir / "final.mdl", "tree": run.tri_dir / "tree", **run.inputs(name),
                         "reference_timings": refs})
     if is_up_to_date(step, cfg.force, [d / f for f in SPLIT_OUTPUTS]):

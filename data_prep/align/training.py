@@ -20,7 +20,7 @@ from asr_base.io import write_json, write_text
 from data_prep.align.gmm import DiagGmmSet, GmmUpdateConfig, single_gaussian_stats
 from data_prep.align.hmm import AlignOptions, HmmModel, equal_align_states, write_final_mdl
 from data_prep.align.passes import Aligner
-from data_prep.align.split_data import SplitData
+from data_prep.align.split_data import SplitData, read_frames, utterance_ranges
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,13 @@ def shortest_rows(split: SplitData, n: int) -> np.ndarray:
     return np.sort(cand[np.argsort(split.lengths[cand], kind="stable")[:n]])
 
 
-def init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, chunk: int = 1 << 18) -> DiagGmmSet:
+def init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, deltas: int = 0) -> DiagGmmSet:
+    """One Gaussian per pdf from frame labels (``-1``: not used), over runs of whole utterances."""
     feats = np.load(Path(split.store_dir) / "feats.npy", mmap_mode="r")
     stats = None
-    for s in range(0, split.num_frames, chunk):
-        st = single_gaussian_stats(np.asarray(feats[s:s + chunk], dtype=np.float32), labels[s:s + chunk], num_pdfs)
+    for lo, hi, rows in utterance_ranges(split):
+        x = read_frames(feats, split.starts[rows], split.lengths[rows], deltas)
+        st = single_gaussian_stats(x, labels[lo:hi], num_pdfs)
         stats = st if stats is None else stats.add_(st)
     return DiagGmmSet.from_single_stats(stats)
 

@@ -78,7 +78,7 @@ def data_fingerprint(data_dir: Path) -> dict[str, str]:
 def store_step(cfg: ComputeFbankConfig) -> Step:
     """The up-to-date check of a store: fbank options + CMVN mode, and the data dir tables."""
     return Step(Path(cfg.out) / STAMP_NAME, f"compute-fbank {cfg.out}",
-                config={"fbank": asdict(cfg.fbank), "cmvn": cfg.cmvn},
+                config={"fbank": cfg.fbank.stamp_config(), "cmvn": cfg.cmvn},
                 inputs={name: Path(cfg.data) / name for name in DATA_FILES})
 
 
@@ -148,11 +148,11 @@ def compute_fbank_store(cfg: ComputeFbankConfig):
     log.info("%s: %d utterances (%.2f h of audio, <= %d frames) in %d batches, %d job(s) -> %s",
              cfg.data, len(items), total_seconds / 3600, capacity, len(batches), jobs, out)
 
-    acc = StatsAccumulator(fb.num_mel_bins)
+    acc = StatsAccumulator(fb.dim)
     center = cfg.cmvn != "none"
     offsets: list[np.ndarray] = []  # per-utterance (dim,) means: U x dim floats, never per frame
     done_samples = 0
-    with FeatureStoreWriter(out, fb.num_mel_bins, capacity) as writer:
+    with FeatureStoreWriter(out, fb.dim, capacity) as writer:
         total_samples = sum(n for _, _, n in items)
         with tqdm(total=total_samples, unit="s", unit_scale=1.0 / fb.sample_rate, desc=f"fbank {out.name}") as bar:
             for batch, results in zip(batches, iter_results(batches, fb, jobs, center)):

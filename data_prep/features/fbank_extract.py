@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Iterator, Literal, Sequence
 
 import numpy as np
@@ -44,6 +44,28 @@ class FbankConfig:
         "povey", help="analysis window")
     snip_edges: bool = option(True, help="only frames that fit in the audio (--no-snip-edges: pad the ends)")
     waveform_scale: float = option(32768.0, cli=False)  # soundfile's [-1, 1) -> Kaldi's int16 range
+    feature_type: Literal["fbank", "mfcc"] = option(
+        "fbank", help="fbank: log-mel (the DNNs' input); mfcc: Kaldi's compute-mfcc-feats (torchaudio "
+                      "compliance.kaldi.mfcc), the GMM aligner's input in Kaldi recipes (with --num-mel-bins 23)")
+    num_ceps: int = option(13, help="mfcc: cepstral coefficients kept, C0 included (= the feature dim)")
+    cepstral_lifter: float = option(22.0, help="mfcc: cepstral liftering coefficient")
+    use_energy: bool = option(False, help="mfcc: C0 replaced by the log energy (Kaldi's default is true, its "
+                                          "LibriSpeech conf/mfcc.conf sets false)")
+
+    MFCC_FIELDS = ("feature_type", "num_ceps", "cepstral_lifter", "use_energy")
+
+    @property
+    def dim(self) -> int:
+        return self.num_ceps if self.feature_type == "mfcc" else self.num_mel_bins
+
+    def stamp_config(self) -> dict:
+        """The options that shape the features; the MFCC ones only for MFCC (fbank stores made before they existed
+        stay up to date)."""
+        out = asdict(self)
+        if self.feature_type == "fbank":
+            for k in self.MFCC_FIELDS:
+                out.pop(k)
+        return out
 
     @property
     def window_samples(self) -> int:
@@ -89,15 +111,20 @@ def read_audio(spec: str) -> tuple[np.ndarray, int]:
 
 
 def compute_fbank(samples: np.ndarray, cfg: FbankConfig) -> np.ndarray:
-    """Log-mel fbank ``(frames, num_mel_bins)`` float32 of a mono waveform in [-1, 1)."""
+    """Log-mel fbank ``(frames, num_mel_bins)`` (or MFCC ``(frames, num_ceps)``, ``cfg.feature_type``) float32 of
+    a mono waveform in [-1, 1)."""
     import torch
     import torchaudio.compliance.kaldi as kaldi
 
     wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32) * np.float32(cfg.waveform_scale))
     if wav.numel() < cfg.window_samples and cfg.snip_edges:
-        return np.zeros((0, cfg.num_mel_bins), dtype=np.float32)
-    feats = kaldi.fbank(
+        return np.zeros((0, cfg.dim), dtype=np.float32)
+    extra = {}
+    if cfg.feature_type == "mfcc":
+        extra = dict(num_ceps=cfg.num_ceps, cepstral_lifter=cfg.cepstral_lifter, use_energy=cfg.use_energy)
+    feats = (kaldi.mfcc if cfg.feature_type == "mfcc" else kaldi.fbank)(
         wav[None, :],
+        **extra,
         num_mel_bins=cfg.num_mel_bins,
         frame_length=cfg.frame_length_ms,
         frame_shift=cfg.frame_shift_ms,

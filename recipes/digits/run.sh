@@ -3,10 +3,11 @@
 # isolated spoken digits, 8 kHz WAV, read in place from --corpus, never copied). Speaker-independent:
 # george, lucas, yweweler train; nicolas dev; jackson test (whole speakers held out). Stages:
 #   0  Kaldi data dirs data/{train,dev,test} (data-prep prepare-fsdd; bad audio listed in skipped.tsv)
-#   1  fbank + CMVN at the native 8 kHz (conf/fbank.conf; the rate is checked, never resampled)
+#   1  fbank + CMVN at the native 8 kHz (conf/fbank.conf; the rate is checked, never resampled), and the GMMs'
+#      13-dim MFCC with per-speaker mean normalisation (conf/mfcc.conf, --gmm-feats mfcc)
 #   2  lang dir (CMUdict, the ten digit words of conf/words.txt) + a digit-loop grammar: a unigram ARPA
 #      estimated on the train transcripts only (any sequence of digit words; no dev/test text)
-#   3  flat-start alignment mono -> tree -> tri (conf/align.conf); tied-state labels exp/tri/ali/<split>
+#   3  flat-start alignment mono -> tree -> tri (conf/align.conf) on MFCC + deltas; tied-state labels exp/tri/ali/<split>
 #   4  baseline DNN, 5 teacher ensemble, 6 distilled students (temperature chosen on dev)
 #   7  frame accuracy + HCLG graph + decoding/WER on dev and test for every model
 #   8  report exp/report.md, 9 export of the best student
@@ -26,10 +27,12 @@ utts_per_speaker=0    # 0 = all 500 recordings per speaker
 jobs=2
 seed=1
 num_teachers=3
+gmm_feats=mfcc        # the aligner's features: mfcc = 13-dim MFCC + deltas + delta-deltas in data/mfcc (Kaldi's
+                      # train_mono / train_deltas front end, conf/mfcc.conf), fbank = the DNNs' 40-dim fbank
 corpus=$repo/../shared/data/fsdd
 dir=$here
 conf=$here/conf
-_recipe_options="stage stop_stage size utts_per_speaker jobs seed num_teachers corpus dir conf"
+_recipe_options="stage stop_stage size utts_per_speaker jobs seed num_teachers gmm_feats corpus dir conf"
 parse_options "$@"
 corpus=$(cd "$corpus" && pwd)
 
@@ -50,6 +53,7 @@ if [ "$size" = tiny ]; then
               --mono-realign 1,2,3,4,6 --tri-iters 4 --tri-realign 2)
   model_opts=(--hidden-layers 2 --hidden-dim 96 --epochs 2 --min-epochs 1 --epoch-frames 10000)
 fi
+gmm_feature_opts
 data_opts=(--train-feats data/fbank/train --train-labels exp/tri/ali/train/pdf.npy
            --dev-feats data/fbank/dev --dev-labels exp/tri/ali/dev/pdf.npy --num-pdfs-file exp/tri/num_pdfs)
 
@@ -62,6 +66,7 @@ run_step 0 data_dirs make_data_dirs
 compute_features() {
   for s in $splits; do
     data-prep compute-fbank --data "data/$s" --out "data/fbank/$s" --jobs "$jobs" "@$conf/fbank.conf"
+    compute_features_for_gmm "$s" "$conf" "$jobs"
   done
 }
 run_step 1 features compute_features
@@ -74,7 +79,7 @@ lang_and_grammar() {
 run_step 2 lang_lm lang_and_grammar
 
 run_step 3 align \
-  data-prep align --lang data/lang --fbank-dir data/fbank --data-dir data --exp exp --splits $splits \
+  data-prep align --lang data/lang "${gmm_feat_opts[@]}" --data-dir data --exp exp --splits $splits \
   --jobs "$jobs" --seed "$seed" "@$conf/align.conf" "${align_opts[@]}"
 
 run_step 4 baseline \

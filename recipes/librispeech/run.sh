@@ -3,7 +3,7 @@
 # students at T in {1,2,5,10}) on LibriSpeech, Kaldi/icefall style. Stages:
 #   0  download LibriSpeech parts, the lexicon and the ARPA LM (skipped with --corpus-dir / --lm-dir copies)
 #   1  Kaldi data dirs: train (--train-parts), dev-clean/dev-other, test-clean/test-other
-#   2  fbank + CMVN feature stores
+#   2  fbank + CMVN feature stores (the DNNs'), and 13-dim MFCC for the aligner (--gmm-feats mfcc, Kaldi's way)
 #   3  lang dirs from librispeech-lexicon.txt: data/lang (the transcripts' words, for alignment) and
 #      data/lang_test (the whole release lexicon = the LM's vocabulary, for decoding; no transcript words)
 #      + the published pruned trigram ARPA LM
@@ -35,6 +35,8 @@ kaldi_ali=""                # import a Kaldi GMM system instead of aligning: <ka
                             # exp/tri6b_ali_<set> (steps/align_fmllr.sh output); needs --kaldi-lang
 kaldi_lang=""               # the Kaldi lang dir of that system (data/lang: word-position-dependent phones, topo,
                             # L_disambig.fst); the graph and export then use it (its vocabulary) instead of data/lang_test
+gmm_feats=mfcc              # the aligner's features: mfcc = 13-dim MFCC + deltas (data/mfcc, conf/mfcc.conf; Kaldi's
+                            # tri1 front end), fbank = the DNNs' 40-dim fbank
 align_conf=""               # data-prep align options in <conf>; empty: by training-set size (align_100h.conf,
                             # align_460h.conf with train-clean-360, align_960h.conf with train-other-500)
 num_teachers=10
@@ -45,7 +47,7 @@ decode_systems=all          # all: baseline, ensemble and every student; table1:
 rescore_arpa=""             # an ARPA LM to rescore the lattices with (decode --rescore-arpa): it is held in Python
                             # dicts, ~200 bytes per n-gram per decode, so a pruned model (tgmed size, a few M n-grams)
                             # fits; tglarge / fglarge (tens of M) need a C++ LM that is not wired in
-_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
+_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang gmm_feats align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -104,6 +106,7 @@ compute_features() {
   local p
   for p in train $eval_parts; do
     data-prep compute-fbank --data "data/$p" --out "data/fbank/$p" --jobs "$jobs" "@$conf/fbank.conf"
+    [ -n "$kaldi_ali" ] || compute_features_for_gmm "$p" "$conf" "$jobs"
   done
 }
 run_step 2 features compute_features
@@ -118,6 +121,7 @@ lang_and_lm() {
 }
 run_step 3 lang_lm lang_and_lm
 
+gmm_feature_opts
 decode_lang=data/lang_test
 if [ -n "$kaldi_ali" ]; then
   [ -n "$kaldi_lang" ] || { echo "$0: --kaldi-ali needs --kaldi-lang (the Kaldi lang dir of the system)" >&2; exit 1; }
@@ -128,7 +132,7 @@ align_or_import() {
     data-prep import-kaldi-system --ali-root "$kaldi_ali" --kaldi-lang "$kaldi_lang" --splits train $eval_parts \
       --fbank-dir data/fbank --out exp/tri
   else
-    data-prep align --lang data/lang --fbank-dir data/fbank --data-dir data --exp exp \
+    data-prep align --lang data/lang "${gmm_feat_opts[@]}" --data-dir data --exp exp \
       --splits train $eval_parts --jobs "$jobs" "@$conf/$align_conf"
   fi
 }

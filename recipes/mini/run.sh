@@ -46,12 +46,14 @@ decode_systems=table1  # table1: decode baseline, ensemble, dev-chosen student (
 beyond=false       # stages 12-14 (codistillation, student sizes, FitNets)
 seeds=""           # e.g. "1 2 3": stage 15 reruns stages 5-10 for every other seed -> exp/seeds.md (mean +- std)
 rescore=false      # true: stage 3 also estimates a 4-gram and stage 9 rescores the lattices with it
+gmm_feats=fbank    # the aligner's features: fbank = the DNNs' store; mfcc = 13-dim MFCC + deltas (data/mfcc,
+                   # Kaldi's front end; on this synthetic corpus no better: see the README)
 decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
 # model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
 _recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds rescore"
-_recipe_options+=" decode_speed dir conf"
+_recipe_options+=" decode_speed gmm_feats dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -72,6 +74,7 @@ if [ "$size" = tiny ]; then
   decode_opts=(--beam 7 --max-active 1000 --lattice-beam 2 --sweep-acoustic-scales 0.08 0.14 0.2 --sweep-penalties 0)
   speed_opts=(--beams 5 7 --max-active 1000)
 fi
+gmm_feature_opts
 data_opts=(--train-feats data/fbank/train --train-labels exp/tri/ali/train/pdf.npy
            --dev-feats data/fbank/dev --dev-labels exp/tri/ali/dev/pdf.npy --num-pdfs-file exp/tri/num_pdfs)
 
@@ -89,6 +92,7 @@ run_step 1 data_dirs make_data_dirs
 compute_features() {
   for s in $splits; do
     data-prep compute-fbank --data "data/$s" --out "data/fbank/$s" --jobs "$jobs"
+    compute_features_for_gmm "$s" "$conf" "$jobs"
   done
 }
 run_step 2 features compute_features
@@ -106,7 +110,7 @@ lang_and_lm() {
 run_step 3 lang_lm lang_and_lm
 
 run_step 4 align \
-  data-prep align --lang data/lang --fbank-dir data/fbank --data-dir data --exp exp --splits $splits \
+  data-prep align --lang data/lang "${gmm_feat_opts[@]}" --data-dir data --exp exp --splits $splits \
   --jobs "$jobs" --seed "$seed" "@$conf/align.conf" "${align_opts[@]}"
 
 # The decoding graph needs only the decoding lang dir, the LM and the tree: like Kaldi recipes with mkgraph.sh,

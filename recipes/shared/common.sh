@@ -60,6 +60,26 @@ stop_background() {
   kill "$1" 2>/dev/null || true
 }
 
+# The GMM aligner's features ($gmm_feats): "fbank" = the DNNs' store data/fbank as it is; "mfcc" = 13-dim MFCC
+# with per-speaker mean normalisation in data/mfcc (compute_features_for_gmm, <conf>/mfcc.conf) + deltas and
+# delta-deltas added by the aligner, Kaldi's train_mono.sh / train_deltas.sh front end. The labels the aligner
+# writes are 1:1 with the frames of either store (same data dir, same frame options).
+
+# compute_features_for_gmm SPLIT CONF_DIR JOBS: data/mfcc/SPLIT when $gmm_feats is mfcc (nothing for fbank)
+compute_features_for_gmm() {
+  [ "${gmm_feats:-fbank}" = mfcc ] || return 0
+  data-prep compute-fbank --data "data/$1" --out "data/mfcc/$1" --jobs "$3" "@$2/mfcc.conf"
+}
+
+# gmm_feature_opts: the `data-prep align` options of $gmm_feats into the caller's array gmm_feat_opts
+gmm_feature_opts() {
+  case ${gmm_feats:-fbank} in
+    mfcc) gmm_feat_opts=(--fbank-dir data/mfcc --deltas 2) ;;
+    fbank) gmm_feat_opts=(--fbank-dir data/fbank) ;;
+    *) echo "$0: --gmm-feats must be mfcc or fbank, got $gmm_feats" >&2; exit 1 ;;
+  esac
+}
+
 # The evaluation steps both recipes share. Run from the recipe's output dir (data/ and exp/).
 
 # frame_accuracy_all "SPLITS": frame accuracy of baseline, every teacher, the ensemble and every student

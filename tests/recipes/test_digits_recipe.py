@@ -35,12 +35,15 @@ def test_digits_recipe_runs_end_to_end(tmp_path):
         assert (data / split / "skipped.tsv").read_text().startswith("utt_id\tpath\treason")
         meta = json.loads((data / "fbank" / split / "meta.json").read_text())
         assert meta["sample_rate"] == 8000 and meta["fbank"]["high_freq"] == -200
+        mfcc = json.loads((data / "mfcc" / split / "meta.json").read_text())  # the GMMs' features (--gmm-feats mfcc)
+        assert mfcc["sample_rate"] == 8000 and mfcc["dim"] == 13 and mfcc["cmvn"] == "speaker_mean"
     assert spk == {"train": {"george", "lucas", "yweweler"}, "dev": {"nicolas"}, "test": {"jackson"}}
     # the grammar: a unigram over the digit words, from the train transcripts only
     arpa = (data / "lm" / "1gram.arpa").read_text()
     assert "ngram 2=" not in arpa and all(f"\t{w}\n" in arpa for w in DIGITS)
     # alignment of real speech: (nearly) every utterance aligned, no OOVs
     ali = json.loads((exp / "tri" / "report.json").read_text())
+    assert ali["config"]["fbank_dir"] == "data/mfcc" and ali["config"]["deltas"] == 2
     for split in ("train", "dev", "test"):
         assert ali["splits"][split]["fraction_aligned"] >= 0.9, (split, ali["splits"][split])
         assert ali["oov_rate"][split] == 0.0

@@ -60,6 +60,25 @@ def test_store_holds_raw_features_without_cmvn(tmp_path):
     assert store.meta["fbank"]["dither"] == 0.0
 
 
+def test_mfcc_store_holds_kaldi_mfcc_and_fbank_stamps_are_unchanged(tmp_path):
+    """--feature-type mfcc: 13-dim Kaldi MFCC (torchaudio's, options spelled out), speaker-mean normalised as
+    Kaldi's GMM recipes do; an fbank store's stamp has no MFCC option (stores made before it stay valid)."""
+    data, _ = make_data_dir(tmp_path, [("s1-c-0001", "s1", 8000), ("s1-c-0002", "s1", 6000)])
+    fb = FbankConfig(feature_type="mfcc", num_mel_bins=23, num_ceps=13)
+    store = compute_fbank_store(ComputeFbankConfig(data, tmp_path / "mfcc", fbank=fb, cmvn="speaker_mean", jobs=1))
+    assert store.dim == 13 and store.meta["fbank"]["feature_type"] == "mfcc"
+    refs = []
+    for u in store.utt_ids:
+        x, sr = sf.read(tmp_path / "audio" / f"{u}.flac", dtype="int16")
+        refs.append(ta_kaldi.mfcc(torch.from_numpy(x.astype(np.float32))[None], num_mel_bins=23, num_ceps=13,
+                                  use_energy=False, cepstral_lifter=22.0, dither=0.0, sample_frequency=sr).numpy())
+    mean = np.concatenate(refs).astype(np.float64).mean(0)
+    for u, ref in zip(store.utt_ids, refs):
+        np.testing.assert_allclose(store.utt(u).astype(np.float32), ref - mean, atol=0.02 * np.abs(ref).max())
+    assert not set(FbankConfig().stamp_config()) & set(FbankConfig.MFCC_FIELDS)
+    assert "num_ceps" in fb.stamp_config() and fb.dim == 13
+
+
 def test_store_is_speaker_normalised_and_stats_saved(tmp_path):
     spec = [("a-1-01", "a", 9000), ("a-1-02", "a", 6000), ("b-1-01", "b", 11000), ("b-2-01", "b", 4000)]
     data, _ = make_data_dir(tmp_path, spec)
