@@ -25,3 +25,6 @@ def test_boundary_agreement_and_ctm_sanity(tmp_path):
     assert b["fraction_same_phone_sequence"] == 0.5
     assert b["paired_boundaries"] == 4 and b["paired_within_tol"] == pytest.approx(3 / 4)  # 0.31, 0.40, 0.40 ok
     assert b["reference_boundaries"] == 8 and b["nearest_within_tol"] == pytest.approx(7 / 8)
+    # nearest aligned minus reference: u1 -0.01 0 0 -0.08, u2 0 -0.01 -0.01 0
+    assert b["nearest_within"]["0.01"] == pytest.approx(7 / 8) and b["nearest_within"]["0.05"] == pytest.approx(7 / 8)
+    assert b["nearest_median_offset_s"] == pytest.approx(-0.005)
