@@ -23,6 +23,7 @@ and the log says which one changed otherwise (``--force`` rebuilds).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shutil
@@ -148,13 +149,22 @@ def make_lg(L_disambig, G, max_states: int = -1):
 
 def make_hclg(L_disambig, G, disambig_phone_ids: list[int], ctx_dep, trans_model,
               config: GraphConfig = GraphConfig()) -> tuple[Any, dict[str, Any]]:
-    """Build HCLG with pdf-id + 1 input labels; returns (fst, stats)."""
+    """Build HCLG with pdf-id + 1 input labels; returns (fst, stats).
+
+    ``L_disambig`` and ``G`` may be FSTs or zero-argument functions that load them: given loaders, L and G are
+    freed once LG exists, as each intermediate (LG, CLG, H) is once the next one is built, so the peak memory is
+    the largest step's, not the sum of all of them (what makes a LibriSpeech-size graph fit)."""
     stats: dict[str, Any] = {}
     t0 = time.perf_counter()
+    L_disambig = L_disambig() if callable(L_disambig) else L_disambig
+    G = G() if callable(G) else G
+    log.info("G: %d states; L_disambig: %d states", G.num_states, L_disambig.num_states)
     LG = make_lg(L_disambig, G, config.determinize_max_states)
+    del L_disambig, G  # the caller's loaders hold no reference: both are freed here
     stats["LG"] = {"states": LG.num_states, "arcs": num_arcs(LG)}
     CLG, ilabels = kaldifst.compose_context(list(disambig_phone_ids), ctx_dep.context_width,
                                            ctx_dep.central_position, LG)
+    del LG
     kaldifst.arcsort(CLG, sort_type="ilabel")
     stats["CLG"] = {"states": CLG.num_states, "arcs": num_arcs(CLG), "ilabels": len(ilabels)}
     hcfg = kaldi_hmm_gmm.HTransducerConfig()
@@ -162,6 +172,7 @@ def make_hclg(L_disambig, G, disambig_phone_ids: list[int], ctx_dep, trans_model
     H, disambig_tids = kaldi_hmm_gmm.get_h_transducer(ilabels, ctx_dep, trans_model, hcfg)
     kaldifst.arcsort(H, sort_type="olabel")
     HCLG = kaldifst.compose(H, CLG)
+    del H, CLG
     if kaldifst.determinize_star(HCLG, max_states=config.determinize_max_states, use_log=True):
         log.warning("determinization of HCLGa stopped at max_states=%d", config.determinize_max_states)
     # Remove the transition-id disambiguation symbols, then epsilons, then minimize.
@@ -228,9 +239,8 @@ def build_graph(inputs: GraphInputs, out_dir: str | os.PathLike, config: GraphCo
     topo = load_topology(lang)
     tm = load_transition_model(ctx_dep, topo, inputs.model)
     t0 = time.perf_counter()
-    G = make_g(inputs.arpa, inputs.lang / "words.txt")
-    L = lang.load_l_fst(disambig=True)
-    log.info("G: %d states; L_disambig: %d states", G.num_states, L.num_states)
+    G = functools.partial(make_g, inputs.arpa, inputs.lang / "words.txt")  # loaded inside make_hclg, freed early
+    L = functools.partial(lang.load_l_fst, disambig=True)
     fst, stats = make_hclg(L, G, lang.disambig_phone_ids, ctx_dep, tm, config)
     stats["total_seconds"] = round(time.perf_counter() - t0, 3)
     out_dir.mkdir(parents=True, exist_ok=True)
