@@ -3,11 +3,13 @@
 # sized for a CPU-only machine (2 cores). Stages, like icefall's prepare.sh / Kaldi's run.sh:
 #   0  synthesise the corpus (train ~2 h, dev/test ~15 min) into data/corpus
 #   1  Kaldi data dirs data/{train,dev,test} (+ validation; skipped utterances in skipped.tsv)
-#   2  fbank + CMVN feature stores data/fbank/{train,dev,test}
+#   2  fbank + CMVN feature stores data/fbank/{train,dev,test} (the DNNs'), and 13-dim MFCC with speaker-mean
+#      normalisation in data/mfcc for the aligner (--gmm-feats mfcc, Kaldi's way; fbank: align on data/fbank)
 #   3  lang dirs (CMUdict lexicon, L.fst): data/lang for alignment (train/dev/test transcripts: dev/test frame
 #      labels come from forced alignment, as in Kaldi) and data/lang_test for decoding (only the words of the
 #      LM training text, so dev/test words outside it are OOV errors); trigram LM from the train text only
-#   4  flat-start alignment: mono -> decision tree -> tri; tied-state labels exp/tri/ali/<split>/pdf.npy
+#   4  flat-start alignment on MFCC + deltas: mono -> decision tree -> tri; tied-state labels
+#      exp/tri/ali/<split>/pdf.npy
 #   5  baseline DNN (hard labels)
 #   6  teacher ensemble (--num-teachers members, different seeds)
 #   7  distillation sweep T in {1,2,5,10}, one teacher pass per batch shared by the students
@@ -21,7 +23,8 @@
 #  11  export the best student for a decoder (TorchScript + ONNX + priors + config) into exp/export
 #  12-14 beyond the paper (--beyond true; recipes/shared/beyond.sh): 12 codistillation of --num-teachers
 #      members, 13 smaller students (3x192, 3x96) and a thin-and-deep 6x128 one with and without FitNets
-#      hints, 14 their frame accuracy, acoustic-model speed and test decoding, then the report again
+#      hints, 14 their frame accuracy, acoustic-model speed and decoding (dev tunes, test at dev's point),
+#      then the report again
 #  15 error bars (--seeds "1 2 3"): stages 5-10 again for every other seed on the same data, alignment and
 #      graph (seeds/seed_S), then exp/seeds.md: every Table 1 cell as mean +- std over the seeds
 # Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage M] [--size default|tiny] [--jobs 2] ...
@@ -46,8 +49,8 @@ decode_systems=table1  # table1: decode baseline, ensemble, dev-chosen student (
 beyond=false       # stages 12-14 (codistillation, student sizes, FitNets)
 seeds=""           # e.g. "1 2 3": stage 15 reruns stages 5-10 for every other seed -> exp/seeds.md (mean +- std)
 rescore=false      # true: stage 3 also estimates a 4-gram and stage 9 rescores the lattices with it
-gmm_feats=fbank    # the aligner's features: fbank = the DNNs' store; mfcc = 13-dim MFCC + deltas (data/mfcc,
-                   # Kaldi's front end; on this synthetic corpus no better: see the README)
+gmm_feats=mfcc     # the aligner's features: mfcc = 13-dim MFCC + deltas + delta-deltas (data/mfcc, conf/mfcc.conf;
+                   # Kaldi's train_mono / train_deltas front end); fbank = the DNNs' 40-dim store
 decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
 # model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
 dir=$here          # where data/ and exp/ go
