@@ -113,8 +113,12 @@ def add_deltas(x: np.ndarray, lengths: np.ndarray, order: int, window: int = 2) 
 
 def read_frames(feats: np.ndarray, starts, lengths, deltas: int = 0) -> np.ndarray:
     """The frames of utterances ``starts``/``lengths`` of a store array, float32, with ``deltas`` (0 = none)."""
-    x = np.concatenate([np.asarray(feats[int(s):int(s) + int(n)], dtype=np.float32) for s, n in zip(starts, lengths)])
-    return add_deltas(x, np.asarray(lengths), deltas)
+    starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    if np.array_equal(starts[1:], starts[:-1] + lengths[:-1]):  # consecutive store rows: one slice
+        x = np.asarray(feats[int(starts[0]):int(starts[-1] + lengths[-1])], dtype=np.float32)
+    else:
+        x = np.concatenate([np.asarray(feats[s:s + n], dtype=np.float32) for s, n in zip(starts, lengths)])
+    return add_deltas(x, lengths, deltas)
 
 
 def utterance_ranges(split: "SplitData", chunk_frames: int = 1 << 16):

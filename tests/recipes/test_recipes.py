@@ -63,6 +63,7 @@ def test_mini_rerun_rebuilds_nothing(recipe, mini_run):
     """A rerun calls every step; each stage finds its outputs up to date (stamps) and rewrites none."""
     d, _ = mini_run
     artefacts = ["data/corpus/synth_manifest.json", "data/train/text", "data/fbank/train/feats.npy",
+                 "data/mfcc/train/feats.npy",
                  "data/lang/L.fst", "data/lm/3gram.arpa", "exp/tri/final.mdl", "exp/tri/ali/dev/pdf.npy",
                  "exp/baseline/final.pt", "exp/teachers/member_00/final.pt", "exp/students/T2/final.pt",
                  "exp/results/frame_acc_dev.json", "exp/graph/HCLG.fst", "exp/decode/baseline/dev/hyp.txt",

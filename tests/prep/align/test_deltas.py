@@ -4,7 +4,7 @@ DeltaFeatures::Process, and the aligner run on MFCC-like 13-dim features with --
 import numpy as np
 import pytest
 
-from data_prep.align.split_data import add_deltas, delta_kernels
+from data_prep.align.split_data import add_deltas, delta_kernels, read_frames
 
 
 def kaldi_deltas_reference(x: np.ndarray, order: int = 2, window: int = 2) -> np.ndarray:
@@ -46,6 +46,14 @@ def test_add_deltas_matches_kaldi_per_utterance_with_clamped_edges():
     for s, n in zip(starts, lengths):
         np.testing.assert_allclose(got[s:s + n], kaldi_deltas_reference(x[s:s + n]), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(add_deltas(x, lengths, 0), x)
+
+
+def test_read_frames_of_consecutive_and_scattered_rows():
+    f = np.arange(40, dtype=np.float16).reshape(20, 2)
+    np.testing.assert_array_equal(read_frames(f, [0, 3, 7], [3, 4, 2]), f[0:9].astype(np.float32))  # one slice
+    np.testing.assert_array_equal(read_frames(f, [0, 5, 9], [3, 2, 2]),
+                                  np.concatenate([f[0:3], f[5:7], f[9:11]]).astype(np.float32))
+    np.testing.assert_array_equal(read_frames(f, [5, 9], [2, 2], deltas=1)[:, :2], np.concatenate([f[5:7], f[9:11]]))
 
 
 @pytest.mark.e2e
