@@ -1,4 +1,5 @@
-"""``compute-fbank``: 40-dim log-mel filterbank features + per-speaker CMVN into a feature store.
+"""``compute-fbank``: 40-dim log-mel filterbank features (or, ``--feature-type mfcc``, Kaldi's MFCC for the GMM
+aligner) + per-speaker CMVN into a feature store.
 
 Pipeline: utterances (data-dir order) are grouped into batches of ``--batch-seconds`` of audio, computed
 by ``--jobs`` worker processes (in order; see :mod:`data_prep.features.fbank_extract`) and written into a
@@ -197,7 +198,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Compute 40-dim log-mel filterbank features (torchaudio.compliance.kaldi.fbank, Kaldi defaults: "
         "25 ms povey window, 10 ms shift, snip edges) for a Kaldi data dir, apply per-speaker CMVN (Kaldi "
         "stats saved in cmvn.npz) and write a float16 feature store. Dither defaults to 0 (Kaldi's own "
-        "default is 1) so features are deterministic. Utterances that cannot be used are listed in "
+        "default is 1) so features are deterministic. --feature-type mfcc computes Kaldi's MFCC instead "
+        "(compute-mfcc-feats; e.g. --num-mel-bins 23 --num-ceps 13 --cmvn speaker_mean for the GMM aligner, as "
+        "in Kaldi recipes). Utterances that cannot be used are listed in "
         "<out>/skipped.tsv with the reason. A complete store with the same options and data dir is skipped "
         "unless --force."
     )
