@@ -115,12 +115,14 @@ def load_system(cfg: ImportSystemConfig):
     except ValueError as e:
         raise ValueError(f"{cfg.model_path} does not belong to {cfg.tree_path} and {cfg.kaldi_lang}/topo: {e}") from None
     tree_bytes = cfg.tree_path.read_bytes()
+    tuples = None  # the model's transition table, read once when another split's dir has its own final.mdl
     for s in cfg.splits:
         d = Path(cfg.ali_root) / s
         if (d / "tree").is_file() and (d / "tree").read_bytes() != tree_bytes:
             raise ValueError(f"{d}/tree differs from {cfg.tree_path}: the splits were aligned with different systems")
         if (d / "final.mdl").is_file() and d / "final.mdl" != cfg.model_path:
-            if not np.array_equal(read_final_mdl(d / "final.mdl").tuples, read_final_mdl(cfg.model_path).tuples):
+            tuples = read_final_mdl(cfg.model_path).tuples if tuples is None else tuples
+            if not np.array_equal(read_final_mdl(d / "final.mdl").tuples, tuples):
                 raise ValueError(f"{d}/final.mdl has another transition model than {cfg.model_path}")
     return lang, hmm
 
