@@ -35,6 +35,19 @@ class AlignStageConfig:
     tri_realign: list[int] = option([4, 8, 12], group="triphones",
                                     help="triphone iterations with Viterbi realignment (space/comma separated)")
     tri_gauss: int = option(4000, group="triphones", help="total triphone Gaussians")
+    lda_mllt: bool = option(False, group="LDA+MLLT (tri2)",
+                            help="after tri, train Kaldi's tri2 (train_lda_mllt.sh) in <exp>/tri2: the store's static "
+                                 "features spliced +-SPLICE frames, LDA to LDA_DIM dims on tri's tied states, a new "
+                                 "tree, MLLT on --mllt-iters; every split is then aligned with tri2 as well "
+                                 "(<exp>/tri2/ali, the labels to use) and report.json goes to <exp>/tri2")
+    splice: int = option(3, group="LDA+MLLT (tri2)", help="frames spliced each side before the LDA (Kaldi: 3)")
+    lda_dim: int = option(40, group="LDA+MLLT (tri2)", help="LDA output dimension (Kaldi: 40)")
+    lda_leaves: int = option(0, group="LDA+MLLT (tri2)", help="tri2 tied states (0 = --num-leaves)")
+    lda_gauss: int = option(0, group="LDA+MLLT (tri2)", help="total tri2 Gaussians (0 = --tri-gauss)")
+    lda_iters: int = option(15, group="LDA+MLLT (tri2)", help="tri2 training iterations")
+    lda_realign: list[int] = option([4, 8, 12], group="LDA+MLLT (tri2)", help="tri2 iterations with realignment")
+    mllt_iters: list[int] = option([2, 4, 6], group="LDA+MLLT (tri2)",
+                                   help="tri2 iterations that re-estimate the MLLT first (Kaldi: 2 4 6 12 of 35)")
     beam: float = option(10.0, group="alignment", help="Viterbi beam (Kaldi's --beam)")
     retry_beam: float = option(40.0, group="alignment",
                                help="beam of the second try for an utterance that fails at --beam (Kaldi's --retry-beam)")
@@ -53,6 +66,12 @@ class AlignStageConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.deltas <= 3:
             raise ValueError(f"--deltas must be 0..3, got {self.deltas}")
+        if self.lda_mllt and not (0 < self.lda_dim and 0 < self.splice):
+            raise ValueError("--lda-mllt needs --lda-dim > 0 and --splice > 0")
+        if self.lda_mllt and (self.lda_gauss or self.tri_gauss) < (self.lda_leaves or self.num_leaves):
+            raise ValueError(f"the tri2 Gaussian budget {self.lda_gauss or self.tri_gauss} is below its "
+                             f"{self.lda_leaves or self.num_leaves} leaves (--lda-gauss / --lda-leaves): give at least "
+                             f"one Gaussian per tied state")
         if not 0.0 <= self.max_oov_rate <= 1.0:
             raise ValueError(f"--max-oov-rate must be in [0, 1], got {self.max_oov_rate}")
         # A Gaussian budget below the number of states would leave every state with ONE Gaussian (splitting

@@ -189,46 +189,68 @@ class DiagGmmSet:
         return self.pdf_loglik_from_gauss(self.gauss_loglik(feats))
 
     # ------------------------------------------------------------------ training
-    def accumulate(self, feats, pdf) -> GmmStats:
-        """Stats from hard pdf labels (``pdf < 0`` ignored): posteriors over the Gaussians of each frame's pdf.
+    def _pdf_posteriors(self, feats, pdf):
+        """``(ga, gb, xa, post, frame_loglik)`` for every pdf present in the hard labels ``pdf`` (``< 0`` ignored):
+        its frames ``xa = [x, x * x, 1]`` (float32), their posteriors over the pdf's Gaussians ``ga:gb`` (float64) and their
+        log-likelihoods.
 
-        Frames are sorted by pdf and every pdf's frames are scored against that pdf's Gaussians only (a
-        loop over the pdfs present, not over frames), so the cost is O(T * Gaussians per pdf), not
-        O(T * all Gaussians).
-        """
+        Frames are sorted by pdf and every pdf's frames are scored against that pdf's Gaussians only (a loop over
+        the pdfs present, not over frames), so the cost is O(T * Gaussians per pdf), not O(T * all Gaussians)."""
         x = _as_tensor(feats)
         lab = _as_index(pdf)
         keep = lab >= 0
         if not bool(keep.all()):
             x, lab = x[keep], lab[keep]
-        st = GmmStats.zeros(self.num_gauss, self.dim)
         if lab.numel() == 0:
-            return st
+            return
         if int(lab.max()) >= self.num_pdfs:
             raise ValueError(f"pdf label {int(lab.max())} >= num_pdfs {self.num_pdfs}")
         order = torch.argsort(lab, stable=True)
         lab = lab[order]
-        xa = self._augment(x[order])  # (T, 2D+1) float32 for scoring
-        xa64 = xa[:, :-1].to(torch.float64)  # (T, 2D) [x, x*x] for the statistics
+        xa = self._augment(x[order])  # (T, 2D+1) float32
         pdfs, counts = torch.unique_consecutive(lab, return_counts=True)
         bounds = np.concatenate([[0], np.cumsum(counts.numpy())])
-        d = self.dim
-        tot = 0.0
         for p, a, b in zip(pdfs.tolist(), bounds[:-1].tolist(), bounds[1:].tolist()):
             ga, gb = int(self._gstart[p]), int(self._gend[p])
             if gb == ga:
                 raise ValueError(f"pdf {p} has no Gaussians")
             gl = xa[a:b] @ self._w_aug[:, ga:gb]  # (n, k)
             fll = torch.logsumexp(gl, 1)
-            post = torch.exp(gl - fll[:, None]).to(torch.float64)
+            yield ga, gb, xa[a:b], torch.exp(gl - fll[:, None]).to(torch.float64), fll
+
+    def accumulate(self, feats, pdf) -> GmmStats:
+        """Stats from hard pdf labels (``pdf < 0`` ignored): posteriors over the Gaussians of each frame's pdf."""
+        st = GmmStats.zeros(self.num_gauss, self.dim)
+        tot = 0.0
+        d = self.dim
+        for ga, gb, xa, post, fll in self._pdf_posteriors(feats, pdf):
             tot += float(fll.to(torch.float64).sum())
             st.occ[ga:gb] += post.sum(0)
-            mom = post.T @ xa64[a:b]  # (k, 2D)
+            mom = post.T @ xa[:, :-1].to(torch.float64)  # (k, 2D): first and second moments in one product
             st.sum[ga:gb] += mom[:, :d]
             st.sumsq[ga:gb] += mom[:, d:]
+            st.frames += int(xa.shape[0])
         st.loglik = tot
-        st.frames = int(lab.numel())
         return st
+
+    def accumulate_mllt(self, feats, pdf) -> tuple[torch.Tensor, float]:
+        """MLLT statistics from hard pdf labels (Kaldi's ``gmm-acc-mllt``): ``G[i] = sum_t sum_g post_tg / var_gi
+        (x_t - mu_g)(x_t - mu_g)^T``, ``(D, D, D)`` float64, and ``beta``, the total posterior count."""
+        d = self.dim
+        g_acc = torch.zeros(d, d, d, dtype=torch.float64)
+        beta = 0.0
+        mu, inv = self.means.to(torch.float64), self._inv.to(torch.float64)
+        for ga, gb, xa, post, _ in self._pdf_posteriors(feats, pdf):
+            x64 = xa[:, :d].to(torch.float64)
+            occ = post.sum(0)  # (k,)
+            s1 = post.T @ x64  # (k, D)
+            s2 = torch.einsum("nk,na,nb->kab", post, x64, x64)  # (k, D, D)
+            m = mu[ga:gb]
+            outer = m[:, :, None] * s1[:, None, :]
+            scatter = s2 - outer - outer.transpose(1, 2) + occ[:, None, None] * m[:, :, None] * m[:, None, :]
+            g_acc += torch.einsum("kab,ki->iab", scatter, inv[ga:gb])
+            beta += float(occ.sum())
+        return g_acc, beta
 
     def update(self, stats: GmmStats, cfg: GmmUpdateConfig = GmmUpdateConfig()) -> "DiagGmmSet":
         """M-step (returns a new set with the same Gaussians)."""
@@ -249,6 +271,15 @@ class DiagGmmSet:
         wsum = torch.zeros(self.num_pdfs, dtype=torch.float64).index_add_(0, self.gauss2pdf, w)
         w = w / wsum[self.gauss2pdf]
         return DiagGmmSet(w, mean, var, self.gauss2pdf.clone(), self.num_pdfs)
+
+    def transform_means(self, a) -> "DiagGmmSet":
+        """Means ``A mu`` for features ``A x`` (Kaldi's ``gmm-transform-means``); weights and variances as they are
+        (the next update re-estimates them in the new space)."""
+        a = torch.as_tensor(np.asarray(a, dtype=np.float64))
+        if tuple(a.shape) != (self.dim, self.dim):
+            raise ValueError(f"transform of shape {tuple(a.shape)} for {self.dim}-dim Gaussians")
+        return DiagGmmSet(self.weights, self.means.to(torch.float64) @ a.T, self.vars, self.gauss2pdf.clone(),
+                          self.num_pdfs)
 
     def split(self, target_total: int, pdf_occ: torch.Tensor, cfg: GmmUpdateConfig = GmmUpdateConfig(),
               generator: torch.Generator | None = None) -> "DiagGmmSet":

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data_prep.align.front_end import FrontEnd
 from data_prep.align.gmm import DiagGmmSet, GmmStats
 from data_prep.align.hmm import AlignOptions, GraphCompiler, HmmModel, viterbi_align
 from data_prep.align.split_data import SplitData, read_frames
@@ -51,7 +52,8 @@ class PassContext:
     opts: AlignOptions
     realign: bool
     accumulate: bool
-    deltas: int = 0  # delta order appended to the store's features (split_data.add_deltas)
+    front: FrontEnd  # what the GMMs score: the store's features, + deltas, or spliced times a matrix
+    mllt: bool = False  # accumulate MLLT statistics (DiagGmmSet.accumulate_mllt) instead of GMM statistics
 
 
 @dataclass
@@ -63,6 +65,7 @@ class ChunkResult:
     tid_counts: np.ndarray | None
     align_loglik: float = 0.0
     frames: int = 0
+    mllt: tuple[torch.Tensor, float] | None = None
 
 
 _WORKER_CACHE: dict = {}
@@ -115,7 +118,7 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
     """Score, (re)align and accumulate one chunk of utterances (runs in a worker or in-process)."""
     hmm, gmm, compiler = _setup(ctx)
     feats = _feats(store_dir)
-    x = torch.from_numpy(read_frames(feats, starts, lengths, ctx.deltas))
+    x = torch.from_numpy(read_frames(feats, starts, lengths, ctx.front))
     offs = np.concatenate([[0], np.cumsum(lengths)])
     failed: dict[int, str] = {}
     tids_out: list[np.ndarray | None] = [None] * len(rows)
@@ -143,8 +146,10 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
             lab[a:b] = hmm.tid2pdf[res.tids]
     else:
         lab = np.asarray(labels, dtype=np.int64)
-    stats = tid_counts = None
-    if ctx.accumulate:  # scores only the Gaussians of each frame's pdf
+    stats = tid_counts = mllt = None
+    if ctx.mllt:
+        mllt = gmm.accumulate_mllt(x, lab)
+    elif ctx.accumulate:  # scores only the Gaussians of each frame's pdf
         stats = gmm.accumulate(x, lab)
         good = [t for t in tids_out if t is not None]
         if good:
@@ -156,7 +161,7 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
         if keep.size:
             ll = float(pdf_ll[keep, lab[keep]].astype(np.float64).sum())
             nfr = int(keep.size)
-    return ChunkResult(list(rows), tids_out, failed, stats, tid_counts, ll, nfr)
+    return ChunkResult(list(rows), tids_out, failed, stats, tid_counts, ll, nfr, mllt)
 
 
 def _process_chunk_star(args):
@@ -172,15 +177,15 @@ class PassSummary:
     seconds: float
     align_loglik: float = 0.0
     align_frames: int = 0
+    mllt: tuple[torch.Tensor, float] | None = None  # (G, beta) of an MLLT pass
 
 
 class Aligner:
     """Runs passes over a split with a (possibly multi-process) executor; use as a context manager, which
     stops the worker pool at the end."""
 
-    def __init__(self, lang_dir: str, jobs: int = 2, chunk_frames: int = 20000, deltas: int = 0):
+    def __init__(self, lang_dir: str, jobs: int = 2, chunk_frames: int = 20000):
         self.lang_dir = str(lang_dir)
-        self.deltas = int(deltas)
         self.jobs = max(1, int(jobs))
         self.chunk_frames = int(chunk_frames)
         self._pool = None
@@ -196,13 +201,17 @@ class Aligner:
 
     def run_pass(self, split: SplitData, hmm: HmmModel, gmm: DiagGmmSet, opts: AlignOptions, *, realign: bool,
                  accumulate: bool, labels: np.ndarray | None = None, tids: np.ndarray | None = None,
-                 rows: np.ndarray | None = None, desc: str = "pass") -> PassSummary:
-        """One pass. ``labels`` (split frames,) pdf per frame: used when not realigning, updated when
-        realigning (with ``tids``); rows not given are processed all."""
+                 rows: np.ndarray | None = None, desc: str = "pass", front: FrontEnd = FrontEnd(),
+                 mllt: bool = False) -> PassSummary:
+        """One pass with the models' front end ``front``. ``labels`` (split frames,) pdf per frame: used when not
+        realigning, updated when realigning (with ``tids``); rows not given are processed all. ``mllt``:
+        accumulate MLLT statistics from ``labels`` (no realignment) instead of GMM statistics."""
+        if mllt and realign:
+            raise ValueError("an MLLT pass accumulates over a fixed alignment (realign=False)")
         t0 = time.time()
         ctx = PassContext(f"{os.getpid()}-{next(_PASS_IDS)}", gmm.state_dict(),
                           pickle.dumps((hmm.topo, hmm.ctx_dep, hmm.tm)), self.lang_dir, opts, realign, accumulate,
-                          self.deltas)
+                          front, mllt)
         if rows is None:
             rows = np.arange(len(split.utt_ids))
         if not realign:
@@ -224,11 +233,15 @@ class Aligner:
         failed: dict[int, str] = {}
         aligned = 0
         ll, nfr = 0.0, 0
+        g_mllt, beta = None, 0.0
         for res in tqdm(it, total=len(tasks), desc=desc, unit="chunk", leave=False):
             if res.stats is not None:
                 stats = res.stats if stats is None else stats.add_(res.stats)
             if res.tid_counts is not None:
                 tid_counts = res.tid_counts if tid_counts is None else tid_counts + res.tid_counts
+            if res.mllt is not None:
+                g_mllt = res.mllt[0] if g_mllt is None else g_mllt + res.mllt[0]
+                beta += res.mllt[1]
             failed.update(res.failed)
             ll += res.align_loglik
             nfr += res.frames
@@ -248,4 +261,5 @@ class Aligner:
                             tids[s:s + n] = t
             else:
                 aligned += len(res.rows) - len(res.failed)
-        return PassSummary(stats, tid_counts, failed, aligned, time.time() - t0, ll, nfr)
+        return PassSummary(stats, tid_counts, failed, aligned, time.time() - t0, ll, nfr,
+                           None if g_mllt is None else (g_mllt, beta))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from data_prep.align.front_end import FrontEnd
 from data_prep.align.hmm import HmmModel, frame_contexts
 
 log = logging.getLogger(__name__)
@@ -81,44 +82,15 @@ def load_split(name: str, store_dir: str | os.PathLike, text: dict[str, str], la
                      store.frame_shift, excluded, oov)
 
 
-def delta_kernels(order: int, window: int = 2) -> np.ndarray:
-    """Kaldi's ``DeltaFeatures`` scales, ``(order + 1, 2 * order * window + 1)``: row 0 the identity, row i the
-    convolution of row i-1 with ``j / sum(j^2)`` for ``j`` in ``[-window, window]`` (``add-deltas``)."""
-    base = np.arange(-window, window + 1, dtype=np.float64)
-    base /= float((base ** 2).sum())
-    width = 2 * order * window + 1
-    out = np.zeros((order + 1, width))
-    cur = np.ones(1)
-    for i in range(order + 1):
-        pad = (width - cur.size) // 2
-        out[i, pad:pad + cur.size] = cur
-        cur = np.convolve(cur, base)
-    return out
-
-
-def add_deltas(x: np.ndarray, lengths: np.ndarray, order: int, window: int = 2) -> np.ndarray:
-    """Kaldi's ``add-deltas`` on utterances concatenated in ``x`` (``lengths`` frames each): ``(N, (order + 1) * D)``
-    float32, frame indices clamped to each utterance's own ends; one gather and one einsum, no loop over frames."""
-    if order <= 0:
-        return np.asarray(x, dtype=np.float32)
-    k = delta_kernels(order, window).astype(np.float32)
-    half = k.shape[1] // 2
-    lengths = np.asarray(lengths, dtype=np.int64)
-    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    last = first + np.repeat(lengths, lengths) - 1
-    idx = np.clip(np.arange(first.size)[:, None] + np.arange(-half, half + 1)[None, :], first[:, None], last[:, None])
-    x = np.asarray(x, dtype=np.float32)
-    return np.einsum("nkd,ok->nod", x[idx], k).reshape(x.shape[0], -1)
-
-
-def read_frames(feats: np.ndarray, starts, lengths, deltas: int = 0) -> np.ndarray:
-    """The frames of utterances ``starts``/``lengths`` of a store array, float32, with ``deltas`` (0 = none)."""
+def read_frames(feats: np.ndarray, starts, lengths, front: FrontEnd | None = None) -> np.ndarray:
+    """The frames of utterances ``starts``/``lengths`` of a store array through ``front`` (default: as they are),
+    float32."""
     starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     if np.array_equal(starts[1:], starts[:-1] + lengths[:-1]):  # consecutive store rows: one slice
         x = np.asarray(feats[int(starts[0]):int(starts[-1] + lengths[-1])], dtype=np.float32)
     else:
         x = np.concatenate([np.asarray(feats[s:s + n], dtype=np.float32) for s, n in zip(starts, lengths)])
-    return add_deltas(x, lengths, deltas)
+    return x if front is None else front.apply(x, lengths)
 
 
 def utterance_ranges(split: "SplitData", chunk_frames: int = 1 << 16):

@@ -22,6 +22,11 @@ unchanged, :mod:`data_prep.align.substages` lists which, and ``--force`` redoes 
    and ``report.json`` (stamp ``exp/tri/.report.stamp.json``). CTM times and real-time factors use the
    feature store's frame shift.
 
+5. **tri2** (``--lda-mllt``, ``exp/tri2``): Kaldi's ``train_lda_mllt.sh`` on tri's alignment of the train split
+   (:mod:`data_prep.align.tri2`): spliced static features, LDA, a new tree, MLLT; every split is aligned again,
+   into ``exp/tri2/ali/<split>``, and the report (with ``by_stage``: every split's boundary agreement and
+   log-likelihood under tri and tri2) goes to ``exp/tri2``, the system the later stages then use.
+
 Emission scores and statistics are computed in torch over chunks of whole utterances
 (:mod:`data_prep.align.gmm`); the Viterbi is Kaldi's (:mod:`data_prep.align.hmm`). Chunks run in a spawn pool
 of ``--jobs`` processes, each scoring, aligning and accumulating its chunk (Kaldi's ``JOB=1:nj``;
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -44,13 +50,15 @@ from asr_base.io import read_json, save_npy, write_json
 from asr_base.stamp import Step
 from data_prep.align.config import AlignStageConfig
 from data_prep.align.passes import Aligner
-from data_prep.align.substages import (AlignRun, read_split, run_mono, run_split_alignment, run_tree, run_tri)
+from data_prep.align.substages import (AlignRun, read_split, run_mono, run_split_alignment, run_tree, run_tri,
+                                       tri1_spec)
 
 log = logging.getLogger(__name__)
 
 
 def run_align(cfg: AlignStageConfig) -> dict:
-    """Run every sub-stage that is not up to date (see :mod:`data_prep.align.substages`); returns report.json."""
+    """Run every sub-stage that is not up to date (see :mod:`data_prep.align.substages` and, with ``--lda-mllt``,
+    :mod:`data_prep.align.tri2`); returns the final system's report.json."""
     from asr_base.kaldi import kaldi_hmm_gmm  # noqa: F401  (import order)
     from data_prep.lang.lang_dir import LangDir, load_topology
 
@@ -59,36 +67,66 @@ def run_align(cfg: AlignStageConfig) -> dict:
     train = read_split(cfg, cfg.train_split, lang)
     log.info("train: %d utterances, %d frames (%.2f h)", len(train.utt_ids), train.num_frames,
              train.num_frames * train.frame_shift / 3600)
-    with Aligner(cfg.lang, cfg.jobs, cfg.chunk_frames, cfg.deltas) as aligner:
+    systems: dict[str, dict] = {}  # stage -> its model summary and the alignments of every split
+    with Aligner(cfg.lang, cfg.jobs, cfg.chunk_frames) as aligner:
         run = AlignRun(cfg, lang, load_topology(lang), aligner, train)
         mono, mono_tids, mono_hist = run_mono(run)
-        tree = run_tree(run, mono, mono_tids)
-        tri, gmm, tri_hist = run_tri(run, tree, mono, mono_tids)
-        splits = {name: run_split_alignment(run, name, tri, gmm) for name in cfg.splits}
-    tri_dir = run.tri_dir
-    step = Step(tri_dir / ".report.stamp.json", "report", config=dict(splits=cfg.splits, train_split=cfg.train_split),
-                inputs={"mono_history": run.mono_dir / "history.json", "tri_history": tri_dir / "history.json",
-                        "model": tri_dir / "final.mdl", **{f"ali_{n}": tri_dir / "ali" / n / "done.json" for n in splits}})
-    if (tri_dir / "report.json").is_file() and step.up_to_date(cfg.force):
-        return read_json(tri_dir / "report.json")
+        spec = tri1_spec(run)
+        tree = run_tree(run, spec, mono, mono_tids)
+        tri, gmm, tri_hist, _ = run_tri(run, spec, tree, mono, mono_tids)
+        tri_splits = cfg.splits + ([cfg.train_split] if cfg.lda_mllt and cfg.train_split not in cfg.splits else [])
+        splits = {name: run_split_alignment(run, name, tri, gmm) for name in tri_splits}
+        systems["tri"] = {"iterations": tri_hist, "num_pdfs": tri.num_pdfs, "num_gauss": gmm.num_gauss,
+                          "splits": splits}
+        final, final_dir = tri, run.tri_dir
+        if cfg.lda_mllt:
+            from data_prep.align.tri2 import run_tri2, tri1_train_ali, tri2_dir
+
+            tri2, gmm2, tri2_hist, front2 = run_tri2(run, tri, np.load(tri1_train_ali(run) / "tid.npy"))
+            final, final_dir = tri2, tri2_dir(run)
+            splits = {name: run_split_alignment(run, name, tri2, gmm2, final_dir, front2) for name in cfg.splits}
+            systems["tri2"] = {"iterations": tri2_hist, "num_pdfs": tri2.num_pdfs, "num_gauss": gmm2.num_gauss,
+                               "lda": read_json(final_dir / "lda.json"), "splits": splits}
+    inputs = {"mono_history": run.mono_dir / "history.json",
+              **{f"{k}_history": Path(cfg.exp) / k / "history.json" for k in systems},
+              "model": final_dir / "final.mdl",
+              **{f"ali_{'' if k == 'tri' else k + '_'}{n}": Path(cfg.exp) / k / "ali" / n / "done.json"
+                 for k, v in systems.items() for n in v["splits"]}}
+    step = Step(final_dir / ".report.stamp.json", "report", config=dict(splits=cfg.splits, train_split=cfg.train_split),
+                inputs=inputs)
+    if (final_dir / "report.json").is_file() and step.up_to_date(cfg.force):
+        return read_json(final_dir / "report.json")
     step.invalidate()
     report: dict = {"config": to_dict(cfg), "mono": {"iterations": mono_hist, "num_pdfs": mono.num_pdfs},
-                    "tri": {"iterations": tri_hist, "num_pdfs": tri.num_pdfs, "num_gauss": gmm.num_gauss},
-                    "splits": splits}
+                    **{k: {f: v for f, v in s.items() if f != "splits"} for k, s in systems.items()},
+                    "final_system": final_dir.name, "splits": {n: s for n, s in splits.items() if n in cfg.splits}}
+    if len(systems) > 1:  # the same splits aligned by every triphone system: what each stage changed
+        report["by_stage"] = {k: stage_summary(s["splits"]) for k, s in systems.items()}
     if cfg.train_split in cfg.splits:
         from data_prep.align.report import write_occupancy_png
 
-        train_pdf = np.load(tri_dir / "ali" / cfg.train_split / "pdf.npy")
-        counts = np.bincount(train_pdf[train_pdf >= 0], minlength=tri.num_pdfs).astype(np.int64)
-        save_npy(tri_dir / "pdf_counts.npy", counts)
-        write_occupancy_png(tri_dir / "occupancy.png", counts)
+        train_pdf = np.load(final_dir / "ali" / cfg.train_split / "pdf.npy")
+        counts = np.bincount(train_pdf[train_pdf >= 0], minlength=final.num_pdfs).astype(np.int64)
+        save_npy(final_dir / "pdf_counts.npy", counts)
+        write_occupancy_png(final_dir / "occupancy.png", counts)
         report["states_used"] = int((counts > 0).sum())
     report["oov_rate"] = {n: s.get("oov", {}).get("oov_rate") for n, s in splits.items()}
-    report["num_tied_states"] = tri.num_pdfs
+    report["num_tied_states"] = final.num_pdfs
     report["seconds"] = round(time.time() - t_start, 1)
-    write_json(tri_dir / "report.json", report)
-    step.done(num_tied_states=tri.num_pdfs)
+    write_json(final_dir / "report.json", report)
+    step.done(num_tied_states=final.num_pdfs)
     return report
+
+
+def stage_summary(splits: dict[str, dict]) -> dict[str, dict]:
+    """Per split: aligned fraction, average log-likelihood and (with reference timings) boundary agreement."""
+    out = {}
+    for name, s in splits.items():
+        b = s.get("sanity", {}).get("boundaries") or {}
+        out[name] = {"fraction_aligned": s.get("fraction_aligned"), "avg_loglik": s.get("avg_loglik"),
+                     "nearest_within": b.get("nearest_within"),
+                     "nearest_median_offset_s": b.get("nearest_median_offset_s")}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- CLI

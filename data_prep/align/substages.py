@@ -34,6 +34,7 @@ from tqdm import tqdm
 from asr_base.io import read_json, save_npy, write_json
 from asr_base.stamp import STAMP_NAME, Step
 from data_prep.align.config import AlignStageConfig
+from data_prep.align.front_end import FrontEnd, read_kaldi_matrix, write_kaldi_matrix
 from data_prep.align.gmm import DiagGmmSet
 from data_prep.align.hmm import AlignOptions, HmmModel, load_hmm
 from data_prep.align.outputs import write_ctm, write_failed
@@ -65,10 +66,15 @@ class AlignRun:
         return AlignOptions(beam=self.cfg.beam, retry_beam=self.cfg.retry_beam)
 
     @property
+    def front(self) -> FrontEnd:
+        """The front end of mono and tri (the store's features, with ``--deltas``)."""
+        return FrontEnd(deltas=self.cfg.deltas)
+
+    @property
     def feature_options(self) -> dict:
-        """The feature options of every sub-stage's stamp; ``--deltas 0`` is left out, so systems built before the
+        """The feature options of mono's and tri's stamps; ``--deltas 0`` is left out, so systems built before the
         option existed stay up to date."""
-        return {"deltas": self.cfg.deltas} if self.cfg.deltas else {}
+        return self.front.stamp()
 
     @property
     def mono_dir(self) -> Path:
@@ -131,13 +137,14 @@ def run_mono(run: AlignRun) -> tuple[HmmModel, np.ndarray, list[dict]]:
     log.info("monophone subset: %d of %d utterances (%.2f h); flat start: %d equally aligned, %d skipped",
              len(mono_rows), len(train.utt_ids), train.lengths[mono_rows].sum() * train.frame_shift / 3600,
              len(mono_rows) - len(skipped), len(skipped))
-    gmm = init_gmm(train, labels, mono.num_pdfs, cfg.deltas)
-    gmm, mono_tids, history = train_system(run.aligner, train, mono, gmm, labels, cfg.mono_iters, cfg.mono_realign,
-                                           cfg.mono_gauss, run.opts, "mono", cfg.seed, rows=mono_rows)
+    gmm = init_gmm(train, labels, mono.num_pdfs, run.front)
+    gmm, mono_tids, history, _ = train_system(run.aligner, train, mono, gmm, labels, cfg.mono_iters,
+                                              cfg.mono_realign, cfg.mono_gauss, run.opts, "mono", cfg.seed,
+                                              rows=mono_rows, front=run.front)
     # final mono alignment with the final model (feeds the tree)
     labels = np.full(train.num_frames, -1, np.int32)
     summ = run.aligner.run_pass(train, mono, gmm, run.opts, realign=True, accumulate=False, labels=labels,
-                                tids=mono_tids, desc="mono final align")
+                                tids=mono_tids, desc="mono final align", front=run.front)
     save_system(d, mono, gmm, history)
     save_npy(run.mono_ali / "tid.npy", mono_tids)
     save_npy(run.mono_ali / "pdf.npy", labels)
@@ -147,68 +154,110 @@ def run_mono(run: AlignRun) -> tuple[HmmModel, np.ndarray, list[dict]]:
     return mono, mono_tids, history
 
 
-def run_tree(run: AlignRun, mono: HmmModel, mono_tids: np.ndarray) -> TiedStateTree:
-    """The decision tree from the triphone contexts of the monophone alignment of the whole train split."""
-    cfg, train, path = run.cfg, run.train, run.tri_dir / "tree"
-    step = Step(run.tri_dir / ".tree.stamp.json", "tree",
-                config=dict(num_leaves=cfg.num_leaves, tree_min_count=cfg.tree_min_count, **run.feature_options),
-                inputs={"mono_alignment": run.mono_ali / "tid.npy", **run.inputs(cfg.train_split, text=False)})
+@dataclass
+class TriSpec:
+    """One triphone system: where it goes, the alignment it starts from and its options (those its stamps
+    record, under the names of the options that set them, so the stamps of existing systems stay valid)."""
+
+    name: str  # "tri" (deltas, Kaldi's tri1) or "tri2" (LDA+MLLT)
+    dir: Path
+    prev_ali: Path  # the previous system's train alignment (tid.npy): contexts for the tree, labels to start from
+    num_leaves: int
+    iters: int
+    realign: list[int]
+    gauss: int
+    seed: int
+    front: FrontEnd
+    tree_config: dict
+    train_config: dict
+    extra_inputs: dict  # e.g. the LDA matrix
+    mllt_iters: tuple[int, ...] = ()
+
+
+def tri1_spec(run: AlignRun) -> TriSpec:
+    cfg = run.cfg
+    return TriSpec("tri", run.tri_dir, run.mono_ali, cfg.num_leaves, cfg.tri_iters, list(cfg.tri_realign),
+                   cfg.tri_gauss, cfg.seed + 1, run.front,
+                   dict(num_leaves=cfg.num_leaves, tree_min_count=cfg.tree_min_count, **run.feature_options),
+                   dict(tri_iters=cfg.tri_iters, tri_realign=cfg.tri_realign, tri_gauss=cfg.tri_gauss, beam=cfg.beam,
+                        retry_beam=cfg.retry_beam, seed=cfg.seed, max_oov_rate=cfg.max_oov_rate, **run.feature_options),
+                   {})
+
+
+def run_tree(run: AlignRun, spec: TriSpec, prev: HmmModel, prev_tids: np.ndarray) -> TiedStateTree:
+    """The decision tree from the triphone contexts of the previous system's alignment of the whole train split,
+    with the statistics of ``spec``'s features."""
+    cfg, train, path = run.cfg, run.train, spec.dir / "tree"
+    step = Step(spec.dir / ".tree.stamp.json", f"{spec.name} tree", config=spec.tree_config,
+                inputs={"mono_alignment" if spec.name == "tri" else "alignment": spec.prev_ali / "tid.npy",
+                        **spec.extra_inputs, **run.inputs(cfg.train_split, text=False)})
     if is_up_to_date(step, cfg.force, [path]):
         return TiedStateTree.read(path)
     feats = np.load(Path(train.store_dir) / "feats.npy", mmap_mode="r")
     stats = None
     for lo, hi, rows in tqdm(list(utterance_ranges(train)), desc="tree stats", unit="chunk", leave=False):
-        if not (mono_tids[lo:hi] > 0).any():
+        if not (prev_tids[lo:hi] > 0).any():
             continue
-        ctx = contexts_range(train, mono_tids, mono, lo, hi)
+        ctx = contexts_range(train, prev_tids, prev, lo, hi)
         keep = ctx[:, 1] > 0
-        x = read_frames(feats, train.starts[rows], train.lengths[rows], cfg.deltas)
+        x = read_frames(feats, train.starts[rows], train.lengths[rows], spec.front)
         st = TreeStats.from_frames(ctx[keep, 0], ctx[keep, 1], ctx[keep, 2], ctx[keep, 3], x[keep])
         stats = st if stats is None else stats.merge(st)
     if stats is None:
         raise RuntimeError("no aligned frames for tree statistics")
-    tree = build_tree(stats, run.lang, num_leaves=cfg.num_leaves, min_count=cfg.tree_min_count)
+    tree = build_tree(stats, run.lang, num_leaves=spec.num_leaves, min_count=cfg.tree_min_count)
     tree.write(path)
-    log.info("tree: %d tied states from %d seen triphone states", tree.num_pdfs, len(stats))
+    log.info("%s tree: %d tied states from %d seen triphone states", spec.name, tree.num_pdfs, len(stats))
     step.done(num_pdfs=tree.num_pdfs)
     return tree
 
 
-def run_tri(run: AlignRun, tree: TiedStateTree, mono: HmmModel,
-            mono_tids: np.ndarray) -> tuple[HmmModel, DiagGmmSet, list[dict]]:
-    """Triphones: the mono alignment mapped through the tree, one Gaussian per tied state, EM."""
-    cfg, train, d = run.cfg, run.train, run.tri_dir
+def run_tri(run: AlignRun, spec: TriSpec, tree: TiedStateTree, prev: HmmModel,
+            prev_tids: np.ndarray) -> tuple[HmmModel, DiagGmmSet, list[dict], FrontEnd]:
+    """Triphones: the previous alignment mapped through the tree, one Gaussian per tied state, EM (with MLLT on
+    ``spec.mllt_iters``). Returns the model and the front end it was trained with."""
+    cfg, train, d = run.cfg, run.train, spec.dir
     ctx_dep = tree.to_context_dependency()
-    step = Step(d / STAMP_NAME, "tri", inputs={"tree": d / "tree", "mono_alignment": run.mono_ali / "tid.npy",
-                                               **run.inputs(cfg.train_split)},
-                config=dict(tri_iters=cfg.tri_iters, tri_realign=cfg.tri_realign, tri_gauss=cfg.tri_gauss,
-                            beam=cfg.beam, retry_beam=cfg.retry_beam, seed=cfg.seed, max_oov_rate=cfg.max_oov_rate,
-                            **run.feature_options))
-    if is_up_to_date(step, cfg.force, [d / "final.mdl", d / "history.json"]):
+    step = Step(d / STAMP_NAME, spec.name,
+                inputs={"tree": d / "tree", "mono_alignment" if spec.name == "tri" else "alignment":
+                        spec.prev_ali / "tid.npy", **spec.extra_inputs, **run.inputs(cfg.train_split)},
+                config=spec.train_config)
+    outputs = [d / "final.mdl", d / "history.json"] + ([d / "final.mat"] if spec.front.matrix is not None else [])
+    if is_up_to_date(step, cfg.force, outputs):
         tri, gmm = load_hmm(d / "final.mdl", run.topo, ctx_dep)
-        return tri, gmm, read_json(d / "history.json")
+        front = spec.front.with_matrix(read_kaldi_matrix(d / "final.mat")) if spec.front.matrix is not None \
+            else spec.front
+        return tri, gmm, read_json(d / "history.json"), front
     tri = HmmModel(run.topo, ctx_dep)
-    ctx = contexts_range(train, mono_tids, mono, 0, train.num_frames)
+    ctx = contexts_range(train, prev_tids, prev, 0, train.num_frames)
     labels = np.full(train.num_frames, -1, np.int32)
     ok = ctx[:, 1] > 0
     labels[ok] = tree.lookup(ctx[ok])
-    gmm = init_gmm(train, labels, tri.num_pdfs, cfg.deltas)
-    gmm, _tids, history = train_system(run.aligner, train, tri, gmm, labels, cfg.tri_iters, cfg.tri_realign,
-                                       cfg.tri_gauss, run.opts, "tri", cfg.seed + 1)
+    gmm = init_gmm(train, labels, tri.num_pdfs, spec.front)
+    gmm, _tids, history, front = train_system(run.aligner, train, tri, gmm, labels, spec.iters, spec.realign,
+                                              spec.gauss, run.opts, spec.name, spec.seed, front=spec.front,
+                                              mllt_iters=spec.mllt_iters)
+    if front.matrix is not None:
+        write_kaldi_matrix(d / "final.mat", front.matrix)
     save_system(d, tri, gmm, history)
     write_json(d / "done.json", {"num_pdfs": tri.num_pdfs, "num_gauss": gmm.num_gauss})
     step.done(num_pdfs=tri.num_pdfs, num_gauss=gmm.num_gauss)
-    return tri, gmm, history
+    return tri, gmm, history, front
 
 
-def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet) -> dict:
-    """Final alignment of one split with the triphone model; returns (and writes) its ``done.json``."""
-    cfg, d = run.cfg, run.tri_dir / "ali" / name
+def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet, sys_dir: Path | None = None,
+                        front: FrontEnd | None = None) -> dict:
+    """Alignment of one split with a triphone system (default: tri in ``exp/tri`` with the deltas front end) into
+    ``<sys_dir>/ali/<split>``; returns (and writes) its ``done.json``."""
+    sys_dir = run.tri_dir if sys_dir is None else sys_dir
+    front = run.front if front is None else front
+    cfg, d = run.cfg, sys_dir / "ali" / name
     refs = Path(cfg.reference_timings) / name if cfg.reference_timings else None
     refs = refs if refs is not None and refs.is_dir() else None
+    matrix = {"transform": sys_dir / "final.mat"} if front.matrix is not None else {}
     step = Step(d / STAMP_NAME, f"ali {name}", config=dict(beam=cfg.beam, retry_beam=cfg.retry_beam,
-                                                           max_oov_rate=cfg.max_oov_rate, **run.feature_options),
-                inputs={"model": run.tri_dir / "final.mdl", "tree": run.tri_dir / "tree", **run.inputs(name),
+                                                           max_oov_rate=cfg.max_oov_rate, **front.stamp()),
+                inputs={"model": sys_dir / "final.mdl", "tree": sys_dir / "tree", **matrix, **run.inputs(name),
                         "reference_timings": refs})
     if is_up_to_date(step, cfg.force, [d / f for f in SPLIT_OUTPUTS]):
         return read_json(d / "done.json")
@@ -216,7 +265,7 @@ def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet
     labels = np.full(sp.num_frames, -1, np.int32)
     tids = np.zeros(sp.num_frames, np.int32)
     summ = run.aligner.run_pass(sp, tri, gmm, run.opts, realign=True, accumulate=False, labels=labels, tids=tids,
-                                desc=f"align {name}")
+                                desc=f"align {name}", front=front)
     save_npy(d / "pdf.npy", labels)
     save_npy(d / "tid.npy", tids)
     write_ctm(d / "phones.ctm", sp, tids, tri, run.lang)

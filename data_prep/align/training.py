@@ -4,7 +4,8 @@
 (Kaldi's ``align-equal-compiled``), :func:`init_gmm` puts one Gaussian on each pdf (``gmm-init-mono`` /
 ``gmm-init-model``), and :func:`train_system` runs ``train_mono.sh`` / ``train_deltas.sh``'s schedule:
 realignment on the listed iterations, statistics, M-step, transition update and mixture splitting
-up to the target number of Gaussians over the first three quarters of the iterations.
+up to the target number of Gaussians over the first three quarters of the iterations; with MLLT iterations
+(``train_lda_mllt.sh``) it also re-estimates the front end's matrix on those.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 
 from asr_base.io import write_json, write_text
+from data_prep.align.front_end import FrontEnd
 from data_prep.align.gmm import DiagGmmSet, GmmUpdateConfig, single_gaussian_stats
 from data_prep.align.hmm import AlignOptions, HmmModel, equal_align_states, write_final_mdl
+from data_prep.align.lda_mllt import estimate_mllt
 from data_prep.align.passes import Aligner
 from data_prep.align.split_data import SplitData, read_frames, utterance_ranges
 
@@ -60,12 +63,12 @@ def shortest_rows(split: SplitData, n: int) -> np.ndarray:
     return np.sort(cand[np.argsort(split.lengths[cand], kind="stable")[:n]])
 
 
-def init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, deltas: int = 0) -> DiagGmmSet:
+def init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, front: FrontEnd = FrontEnd()) -> DiagGmmSet:
     """One Gaussian per pdf from frame labels (``-1``: not used), over runs of whole utterances."""
     feats = np.load(Path(split.store_dir) / "feats.npy", mmap_mode="r")
     stats = None
     for lo, hi, rows in utterance_ranges(split):
-        x = read_frames(feats, split.starts[rows], split.lengths[rows], deltas)
+        x = read_frames(feats, split.starts[rows], split.lengths[rows], front)
         st = single_gaussian_stats(x, labels[lo:hi], num_pdfs)
         stats = st if stats is None else stats.add_(st)
     return DiagGmmSet.from_single_stats(stats)
@@ -73,12 +76,20 @@ def init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, deltas: int = 
 
 def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmmSet, labels: np.ndarray,
                  iters: int, realign_iters: Sequence[int], target_gauss: int, opts: AlignOptions, name: str,
-                 seed: int = 0, rows: np.ndarray | None = None) -> tuple[DiagGmmSet, np.ndarray, list[dict]]:
-    """Kaldi-style training iterations. Returns the model, the transition ids of the last alignment and
-    per-iteration records (average per-frame log-likelihood, Gaussians, aligned/failed counts).
+                 seed: int = 0, rows: np.ndarray | None = None, front: FrontEnd = FrontEnd(),
+                 mllt_iters: Sequence[int] = ()) -> tuple[DiagGmmSet, np.ndarray, list[dict], FrontEnd]:
+    """Kaldi-style training iterations. Returns the model, the transition ids of the last alignment,
+    per-iteration records (average per-frame log-likelihood, Gaussians, aligned/failed counts) and the front end
+    (changed only by MLLT).
 
     ``rows`` restricts training to those utterances (e.g. the monophone subset); ``labels`` must be -1
-    outside them."""
+    outside them. On the iterations of ``mllt_iters`` an MLLT pass over the current alignment comes first:
+    its transform ``A`` is composed into ``front``'s matrix and the means become ``A mu`` (Kaldi's
+    ``gmm-acc-mllt``, ``est-mllt``, ``gmm-transform-means``, ``compose-transforms``); the iteration's own pass then
+    sees the new features. (Kaldi realigns before the MLLT pass of an iteration that does both; here the MLLT
+    uses the previous alignment, so one pass does the realignment and the statistics.)"""
+    if mllt_iters and front.matrix is None:
+        raise ValueError(f"{name}: MLLT needs a front end with a matrix (splice + LDA)")
     gen = torch.Generator().manual_seed(seed)
     tids = np.zeros(split.num_frames, dtype=np.int32)
     inc_iters = max(1, int(iters * 0.75))  # grow Gaussians over the first 3/4 of the iterations
@@ -91,14 +102,24 @@ def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmm
     upd = GmmUpdateConfig()
     for it in range(1, iters + 1):
         realign = it in set(realign_iters)
+        mllt_gain = None
+        if it in set(mllt_iters):
+            ms = aligner.run_pass(split, hmm, gmm, opts, realign=False, accumulate=False, labels=labels, rows=rows,
+                                  desc=f"{name} it{it} mllt", front=front, mllt=True)
+            if ms.mllt is None:
+                raise RuntimeError(f"{name} iteration {it}: no utterance for the MLLT statistics")
+            a, mllt_gain = estimate_mllt(*ms.mllt)
+            a = a.astype(np.float32).astype(np.float64)  # as final.mat stores it, so a resumed run is identical
+            front = front.with_matrix(a @ front.matrix)
+            gmm = gmm.transform_means(a)
         if realign:
             opts_it = opts
             summ = aligner.run_pass(split, hmm, gmm, opts_it, realign=True, accumulate=True, labels=labels, tids=tids,
-                                    rows=rows, desc=f"{name} it{it} align+acc")
+                                    rows=rows, desc=f"{name} it{it} align+acc", front=front)
             have_tids = True
         else:
             summ = aligner.run_pass(split, hmm, gmm, opts, realign=False, accumulate=True, labels=labels,
-                                    desc=f"{name} it{it} acc")
+                                    desc=f"{name} it{it} acc", front=front)
         if summ.stats is None:
             raise RuntimeError(f"{name} iteration {it}: no utterance could be used (all failed)")
         ll = summ.stats.avg_loglik
@@ -114,13 +135,15 @@ def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmm
                    aligned=summ.aligned, failed=len(summ.failed), seconds=round(summ.seconds, 2))
         if trans_objf is not None:
             rec["transition_objf_per_frame"] = trans_objf
+        if mllt_gain is not None:
+            rec["mllt_objf_gain_per_frame"] = mllt_gain
         history.append(rec)
         log.info("%s iter %d: avg loglik/frame %.4f over %d frames, %d Gaussians (%.2f per state)%s", name, it, ll,
                  summ.stats.frames, gmm.num_gauss, gmm.num_gauss / gmm.num_pdfs,
                  f", realigned {summ.aligned} ok / {len(summ.failed)} failed" if realign else "")
     if not have_tids:
         raise RuntimeError(f"{name}: no realignment iteration (need at least one in the realign list)")
-    return gmm, tids, history
+    return gmm, tids, history, front
 
 
 def save_system(d: Path, hmm: HmmModel, gmm: DiagGmmSet, history: list[dict], extra: dict | None = None) -> None:

@@ -29,10 +29,12 @@ seed=1
 num_teachers=3
 gmm_feats=mfcc        # the aligner's features: mfcc = 13-dim MFCC + deltas + delta-deltas in data/mfcc (Kaldi's
                       # train_mono / train_deltas front end, conf/mfcc.conf), fbank = the DNNs' 40-dim fbank
+lda_mllt=false        # true: stage 3 goes on to Kaldi's tri2 (spliced MFCC, LDA+MLLT, new tree; exp/tri2), whose tied
+                      # states the DNNs then learn
 corpus=$repo/../shared/data/fsdd
 dir=$here
 conf=$here/conf
-_recipe_options="stage stop_stage size utts_per_speaker jobs seed num_teachers gmm_feats corpus dir conf"
+_recipe_options="stage stop_stage size utts_per_speaker jobs seed num_teachers gmm_feats lda_mllt corpus dir conf"
 parse_options "$@"
 corpus=$(cd "$corpus" && pwd)
 
@@ -50,12 +52,13 @@ if [ "$size" = tiny ]; then
   decode_splits="test"   # the test suite's budget: WER on test only (dev still selects, by frame accuracy)
   distill_opts=(--temperatures 2)
   align_opts=(--num-leaves 160 --tree-min-count 30 --mono-gauss 150 --tri-gauss 800 --mono-iters 8
-              --mono-realign 1,2,3,4,6 --tri-iters 4 --tri-realign 2)
+              --mono-realign 1,2,3,4,6 --tri-iters 4 --tri-realign 2 --lda-iters 4 --lda-realign 2 --mllt-iters 1,3)
   model_opts=(--hidden-layers 2 --hidden-dim 96 --epochs 2 --min-epochs 1 --epoch-frames 10000)
 fi
 gmm_feature_opts
-data_opts=(--train-feats data/fbank/train --train-labels exp/tri/ali/train/pdf.npy
-           --dev-feats data/fbank/dev --dev-labels exp/tri/ali/dev/pdf.npy --num-pdfs-file exp/tri/num_pdfs)
+gmm_system
+data_opts=(--train-feats data/fbank/train --train-labels "$gmm_dir/ali/train/pdf.npy"
+           --dev-feats data/fbank/dev --dev-labels "$gmm_dir/ali/dev/pdf.npy" --num-pdfs-file "$gmm_dir/num_pdfs")
 
 make_data_dirs() {
   data-prep prepare-fsdd --corpus-dir "$corpus" --out data --utts-per-speaker "$utts_per_speaker" --jobs "$jobs"
@@ -95,12 +98,12 @@ run_step 6 students \
 
 run_step 7 frame_accuracy frame_accuracy_all "dev test"
 run_step 7 graph \
-  asr-kd make-graph --lang data/lang --arpa data/lm/1gram.arpa --tree exp/tri/tree --model exp/tri/final.mdl \
+  asr-kd make-graph --lang data/lang --arpa data/lm/1gram.arpa --tree "$gmm_dir/tree" --model "$gmm_dir/final.mdl" \
   --out exp/graph
 run_step 7 decode decode_all_models "$decode_splits" --num-jobs "$jobs" "@$conf/decode.conf"
 if [ 8 -ge "$stage" ] && [ 8 -le "$stop_stage" ]; then
   log "stage 8: report"
-  asr-kd report --exp exp --data data --out exp/report.md
+  asr-kd report --exp exp --data data --out exp/report.md --alignment-dir "${gmm_dir#exp/}"
 fi
 run_step 9 export export_best_student data/lang  # the digit words are the decoding vocabulary
 

@@ -37,6 +37,8 @@ kaldi_lang=""               # the Kaldi lang dir of that system (data/lang: word
                             # L_disambig.fst); the graph and export then use it (its vocabulary) instead of data/lang_test
 gmm_feats=mfcc              # the aligner's features: mfcc = 13-dim MFCC + deltas (data/mfcc, conf/mfcc.conf; Kaldi's
                             # tri1 front end), fbank = the DNNs' 40-dim fbank
+lda_mllt=false              # true: stage 4 goes on to Kaldi's tri2b (spliced MFCC, LDA+MLLT, new tree; exp/tri2), whose
+                            # tied states the DNNs then learn
 align_conf=""               # data-prep align options in <conf>; empty: by training-set size (align_100h.conf,
                             # align_460h.conf with train-clean-360, align_960h.conf with train-other-500)
 num_teachers=10
@@ -47,7 +49,7 @@ decode_systems=all          # all: baseline, ensemble and every student; table1:
 rescore_arpa=""             # an ARPA LM to rescore the lattices with (decode --rescore-arpa): it is held in Python
                             # dicts, ~200 bytes per n-gram per decode, so a pruned model (tgmed size, a few M n-grams)
                             # fits; tglarge / fglarge (tens of M) need a C++ LM that is not wired in
-_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang gmm_feats align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
+_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang gmm_feats lda_mllt align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -122,9 +124,12 @@ lang_and_lm() {
 run_step 3 lang_lm lang_and_lm
 
 gmm_feature_opts
+align_opts=()
+gmm_system
 decode_lang=data/lang_test
 if [ -n "$kaldi_ali" ]; then
   [ -n "$kaldi_lang" ] || { echo "$0: --kaldi-ali needs --kaldi-lang (the Kaldi lang dir of the system)" >&2; exit 1; }
+  [ "$lda_mllt" = false ] || { echo "$0: --kaldi-ali imports a finished system; --lda-mllt is for our aligner" >&2; exit 1; }
   decode_lang=exp/tri/lang  # the imported copy of Kaldi's lang dir: the tree's phones, Kaldi's vocabulary
 fi
 align_or_import() {
@@ -133,13 +138,14 @@ align_or_import() {
       --fbank-dir data/fbank --out exp/tri
   else
     data-prep align --lang data/lang "${gmm_feat_opts[@]}" --data-dir data --exp exp \
-      --splits train $eval_parts --jobs "$jobs" "@$conf/$align_conf"
+      --splits train $eval_parts --jobs "$jobs" "@$conf/$align_conf" "${align_opts[@]}"
   fi
 }
 run_step 4 align align_or_import
 
-data_opts=(--train-feats data/fbank/train --train-labels exp/tri/ali/train/pdf.npy
-           --dev-feats "data/fbank/$dev_main" --dev-labels "exp/tri/ali/$dev_main/pdf.npy" --num-pdfs-file exp/tri/num_pdfs)
+data_opts=(--train-feats data/fbank/train --train-labels "$gmm_dir/ali/train/pdf.npy"
+           --dev-feats "data/fbank/$dev_main" --dev-labels "$gmm_dir/ali/$dev_main/pdf.npy"
+           --num-pdfs-file "$gmm_dir/num_pdfs")
 run_step 5 baseline train train "${data_opts[@]}" --out exp/baseline "@$conf/model.conf"
 run_step 6 teachers train train-ensemble "${data_opts[@]}" --out exp/teachers --num-members "$num_teachers" \
   --seed 100 "@$conf/model.conf"
@@ -147,13 +153,13 @@ run_step 7 students train distill "${data_opts[@]}" --teachers exp/teachers --ou
   "@$conf/distill.conf" "@$conf/model.conf"
 if [ "$regularizer" = true ]; then
   run_step 8 regularizer train regularizer "${data_opts[@]}" --teacher exp/baseline \
-    --test-feats data/fbank/test-clean --test-labels exp/tri/ali/test-clean/pdf.npy --out exp/regularizer \
+    --test-feats data/fbank/test-clean --test-labels "$gmm_dir/ali/test-clean/pdf.npy" --out exp/regularizer \
     "@$conf/model.conf" "@$conf/regularizer.conf"
 fi
 
 run_step 9 frame_accuracy frame_accuracy_all "$eval_parts"
-run_step 9 graph asr-kd make-graph --lang "$decode_lang" --arpa data/lm/3gram.arpa --tree exp/tri/tree \
-  --model exp/tri/final.mdl --out exp/graph
+run_step 9 graph asr-kd make-graph --lang "$decode_lang" --arpa data/lm/3gram.arpa --tree "$gmm_dir/tree" \
+  --model "$gmm_dir/final.mdl" --out exp/graph
 device=cpu
 [ "$ngpu" -gt 0 ] && device=cuda
 # dev parts sweep the LM weight / insertion penalty on their lattices; test-X takes dev-X's best point

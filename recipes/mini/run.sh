@@ -9,7 +9,7 @@
 #      labels come from forced alignment, as in Kaldi) and data/lang_test for decoding (only the words of the
 #      LM training text, so dev/test words outside it are OOV errors); trigram LM from the train text only
 #   4  flat-start alignment on MFCC + deltas: mono -> decision tree -> tri; tied-state labels
-#      exp/tri/ali/<split>/pdf.npy
+#      exp/tri/ali/<split>/pdf.npy (--lda-mllt true: then tri2, LDA+MLLT on tri's alignment, exp/tri2/ali)
 #   5  baseline DNN (hard labels)
 #   6  teacher ensemble (--num-teachers members, different seeds)
 #   7  distillation sweep T in {1,2,5,10}, one teacher pass per batch shared by the students
@@ -52,11 +52,13 @@ rescore=false      # true: stage 3 also estimates a 4-gram and stage 9 rescores 
 gmm_feats=mfcc     # the aligner's features: mfcc = 13-dim MFCC + deltas + delta-deltas (data/mfcc, conf/mfcc.conf;
                    # Kaldi's train_mono / train_deltas front end); fbank = the DNNs' 40-dim store
 decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
+lda_mllt=false     # true: stage 4 goes on to Kaldi's tri2 (spliced MFCC, LDA+MLLT, new tree) and the DNNs learn its
+                   # tied states (exp/tri2)
 # model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
 _recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds rescore"
-_recipe_options+=" decode_speed gmm_feats dir conf"
+_recipe_options+=" decode_speed gmm_feats lda_mllt dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -71,15 +73,17 @@ synth_opts=() ; model_opts=() ; align_opts=() ; decode_opts=() ; speed_opts=(--b
 if [ "$size" = tiny ]; then
   # the LM text is the tiny train set's own sentences (a small decoding vocabulary and graph)
   synth_opts=(--tiny --train-hours 0.06 --dev-minutes 0.75 --test-minutes 0.75 --num-train-speakers 4 --lm-text used)
-  align_opts=(--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2)
+  align_opts=(--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2
+              --lda-iters 4 --lda-realign 2 --mllt-iters 1,3)
   model_opts=(--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1 --epoch-frames 20000)
   # a narrow search and a 3-point sweep: the tiny models are barely trained, so a wide beam only costs time
   decode_opts=(--beam 7 --max-active 1000 --lattice-beam 2 --sweep-acoustic-scales 0.08 0.14 0.2 --sweep-penalties 0)
   speed_opts=(--beams 5 7 --max-active 1000)
 fi
 gmm_feature_opts
-data_opts=(--train-feats data/fbank/train --train-labels exp/tri/ali/train/pdf.npy
-           --dev-feats data/fbank/dev --dev-labels exp/tri/ali/dev/pdf.npy --num-pdfs-file exp/tri/num_pdfs)
+gmm_system
+data_opts=(--train-feats data/fbank/train --train-labels "$gmm_dir/ali/train/pdf.npy"
+           --dev-feats data/fbank/dev --dev-labels "$gmm_dir/ali/dev/pdf.npy" --num-pdfs-file "$gmm_dir/num_pdfs")
 
 run_step 0 synth_corpus \
   data-prep synth-corpus --out-dir data/corpus --seed "$seed" --jobs "$jobs" "${synth_opts[@]}"
@@ -121,7 +125,7 @@ run_step 4 align \
 # trains while it is built, gets one torch thread: two threads sharing the one free core with the graph spin in
 # OpenMP barriers (measured: 270 s for the baseline beside the graph with two threads, 65 s alone).
 run_step 9 graph \
-  asr-kd make-graph --lang data/lang_test --arpa data/lm/3gram.arpa --tree exp/tri/tree --model exp/tri/final.mdl \
+  asr-kd make-graph --lang data/lang_test --arpa data/lm/3gram.arpa --tree "$gmm_dir/tree" --model "$gmm_dir/final.mdl" \
   --out exp/graph &
 graph_job=$!
 trap 'stop_background "$graph_job"' EXIT
@@ -140,7 +144,7 @@ run_step 7 students \
 if [ "$regularizer" = true ]; then
   run_step 8 regularizer \
     asr-kd regularizer "${data_opts[@]}" --teacher exp/baseline \
-    --test-feats data/fbank/test --test-labels exp/tri/ali/test/pdf.npy --out exp/regularizer \
+    --test-feats data/fbank/test --test-labels "$gmm_dir/ali/test/pdf.npy" --out exp/regularizer \
     --seed $((1000 * seed + 300)) "@$conf/model.conf" "@$conf/regularizer.conf" "${model_opts[@]}"
 fi
 
@@ -153,7 +157,7 @@ report_step
 run_step 11 export export_best_student
 if [ "$decode_speed" = true ]; then
   run_step 11 decode_speed decode_speed_step test "${speed_opts[@]}"
-  if [ 11 -ge "$stage" ] && [ 11 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md; fi
+  if [ 11 -ge "$stage" ] && [ 11 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md --alignment-dir "${gmm_dir#exp/}"; fi
 fi
 
 if [ "$beyond" = true ]; then
@@ -161,13 +165,13 @@ if [ "$beyond" = true ]; then
   run_step 12 codistill codistill_step "${codistill_opts[@]}"
   run_step 13 small_students small_students_step
   run_step 14 beyond_eval beyond_eval_step "dev test" "dev test:dev" --num-jobs "$jobs" "@$conf/decode.conf" "${decode_opts[@]}"
-  if [ 14 -ge "$stage" ] && [ 14 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md; fi
+  if [ 14 -ge "$stage" ] && [ 14 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md --alignment-dir "${gmm_dir#exp/}"; fi
 fi
 
 if [ -n "$seeds" ]; then
   run_step 15 seeds seed_runs "$seeds" "$here/run.sh" 5 10 --size "$size" --jobs "$jobs" \
     --num-teachers "$num_teachers" --regularizer "$regularizer" --decode-systems "$decode_systems" --rescore "$rescore" \
-    --conf "$conf"
+    --lda-mllt "$lda_mllt" --conf "$conf"
 fi
 
 log "mini recipe: stages $stage..$stop_stage done; report: $dir/exp/report.md"

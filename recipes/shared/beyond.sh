@@ -54,7 +54,7 @@ beyond_eval_step() {
   while read -r name _; do [ -d "exp/$name" ] && dirs+=("exp/$name"); done < <(_beyond_students)
   [ ${#dirs[@]} -gt 0 ] || return 0
   for s in $eval_splits; do
-    asr-kd evaluate --models "${dirs[@]}" --feats "data/fbank/$s" --labels "exp/tri/ali/$s/pdf.npy" \
+    asr-kd evaluate --models "${dirs[@]}" --feats "data/fbank/$s" --labels "$gmm_dir/ali/$s/pdf.npy" \
       --out "exp/results/frame_acc_beyond_$s.json"
   done
   # the reference: the teacher-size student chosen on dev (else the baseline)

@@ -80,6 +80,18 @@ gmm_feature_opts() {
   esac
 }
 
+# gmm_system: the GMM system whose tied states the DNNs learn and whose tree and model the graph and the export
+# use, into $gmm_dir: exp/tri (triphones on MFCC + deltas, Kaldi's tri1) or, with --lda-mllt true, exp/tri2
+# (LDA+MLLT trained on tri's alignment, Kaldi's train_lda_mllt.sh; `data-prep align --lda-mllt`, added to the
+# caller's align_opts)
+gmm_system() {
+  case ${lda_mllt:-false} in
+    true) gmm_dir=exp/tri2; align_opts+=(--lda-mllt) ;;
+    false) gmm_dir=exp/tri ;;
+    *) echo "$0: --lda-mllt must be true or false, got $lda_mllt" >&2; exit 1 ;;
+  esac
+}
+
 # The evaluation steps both recipes share. Run from the recipe's output dir (data/ and exp/).
 
 # frame_accuracy_all "SPLITS": frame accuracy of baseline, every teacher, the ensemble and every student
@@ -88,7 +100,7 @@ frame_accuracy_all() {
   local s
   for s in $1; do
     asr-kd evaluate --models exp/baseline exp/teachers exp/students \
-      --feats "data/fbank/$s" --labels "exp/tri/ali/$s/pdf.npy" --out "exp/results/frame_acc_$s.json"
+      --feats "data/fbank/$s" --labels "$gmm_dir/ali/$s/pdf.npy" --out "exp/results/frame_acc_$s.json"
   done
 }
 
@@ -133,7 +145,7 @@ decode_listing() {
       elif [[ $tuners == *" $split "* ]]; then
         tune_args=(--select-best)
       fi
-      asr-kd decode "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats "data/fbank/$split" \
+      asr-kd decode "${model_args[@]}" --priors "$gmm_dir/pdf_counts.npy" --feats "data/fbank/$split" \
         --data "data/$split" --graph exp/graph --out "exp/decode/${line%% *}/$split" "$@" "${tune_args[@]}"
     done
   done
@@ -146,8 +158,8 @@ export_best_student() {
   local -a model_args
   line=$(asr-kd list-models --exp exp --best-student)
   read_model_args "$line"
-  asr-kd export "${model_args[@]}" --priors exp/tri/pdf_counts.npy --feats data/fbank/train \
-    --tree exp/tri/tree --final-mdl exp/tri/final.mdl --lang "$lang" --out exp/export
+  asr-kd export "${model_args[@]}" --priors "$gmm_dir/pdf_counts.npy" --feats data/fbank/train \
+    --tree "$gmm_dir/tree" --final-mdl "$gmm_dir/final.mdl" --lang "$lang" --out exp/export
 }
 
 # decode_speed_step SPLIT [DECODE-SPEED OPTIONS...]: RTF and WER per beam of exp/export (the dev-chosen student)
@@ -164,13 +176,13 @@ decode_speed_step() {
 report_step() {
   if [ 10 -ge "$stage" ] && [ 10 -le "$stop_stage" ]; then
     log "stage 10: report"
-    asr-kd report --exp exp --data data --out exp/report.md
+    asr-kd report --exp exp --data data --out exp/report.md --alignment-dir "${gmm_dir#exp/}"
   fi
 }
 
 # seed_runs "SEEDS" RECIPE FIRST LAST [RECIPE OPTIONS...]: error bars over seeds (the recipes' --seeds).
 # This run (seed $seed) is the first; every other seed S reruns the model stages FIRST..LAST of RECIPE in
-# seeds/seed_S, whose data/ and exp/{mono,tri,graph} are links to this run's (same corpus, features,
+# seeds/seed_S, whose data/ and exp/{mono,tri,tri2,graph} are links to this run's (same corpus, features,
 # alignment and graph: only the seed of the models differs). Then asr-kd report-seeds writes exp/seeds.md
 # (+ .json): every Table 1 cell and the recovered share as mean +- std over the runs.
 seed_runs() {
@@ -182,7 +194,9 @@ seed_runs() {
     d=seeds/seed_$s
     mkdir -p "$d/exp"
     ln -sfn ../../data "$d/data"
-    for x in mono tri graph; do ln -sfn "../../../exp/$x" "$d/exp/$x"; done
+    for x in mono tri tri2 graph; do
+      if [ -e "exp/$x" ]; then ln -sfn "../../../exp/$x" "$d/exp/$x"; fi
+    done
     log "seed $s: model stages $first..$last in $d"
     bash "$recipe" "$@" --seed "$s" --stage "$first" --stop-stage "$last" --dir "$PWD/$d"
     runs+=("$PWD/$d")

@@ -1,10 +1,11 @@
-"""Kaldi's add-deltas (data_prep.align.split_data.add_deltas) against a per-frame transcription of Kaldi's
+"""Kaldi's add-deltas (data_prep.align.front_end.add_deltas) against a per-frame transcription of Kaldi's
 DeltaFeatures::Process, and the aligner run on MFCC-like 13-dim features with --deltas 2."""
 
 import numpy as np
 import pytest
 
-from data_prep.align.split_data import add_deltas, delta_kernels, read_frames
+from data_prep.align.front_end import FrontEnd, add_deltas, delta_kernels
+from data_prep.align.split_data import read_frames
 
 
 def kaldi_deltas_reference(x: np.ndarray, order: int = 2, window: int = 2) -> np.ndarray:
@@ -53,7 +54,7 @@ def test_read_frames_of_consecutive_and_scattered_rows():
     np.testing.assert_array_equal(read_frames(f, [0, 3, 7], [3, 4, 2]), f[0:9].astype(np.float32))  # one slice
     np.testing.assert_array_equal(read_frames(f, [0, 5, 9], [3, 2, 2]),
                                   np.concatenate([f[0:3], f[5:7], f[9:11]]).astype(np.float32))
-    np.testing.assert_array_equal(read_frames(f, [5, 9], [2, 2], deltas=1)[:, :2], np.concatenate([f[5:7], f[9:11]]))
+    np.testing.assert_array_equal(read_frames(f, [5, 9], [2, 2], FrontEnd(deltas=1))[:, :2], np.concatenate([f[5:7], f[9:11]]))
 
 
 @pytest.mark.e2e

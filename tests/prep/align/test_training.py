@@ -33,7 +33,7 @@ def test_flat_start_recovers_known_alignment(simulate_corpus, tmp_path, lang, mo
     flat_acc = np.mean(labels == [mono.pdf_of(p, c) for p, c in zip(corpus.true_phone, corpus.true_state)])
     gmm = init_gmm(split, labels, mono.num_pdfs)
     with Aligner(str(lang.path), jobs=1) as al:
-        gmm, tids, hist = train_system(al, split, mono, gmm, labels, 8, [1, 2, 3, 4, 6], 2 * mono.num_pdfs,
+        gmm, tids, hist, _ = train_system(al, split, mono, gmm, labels, 8, [1, 2, 3, 4, 6], 2 * mono.num_pdfs,
                                        AlignOptions(), "mono")
         with pytest.raises(ValueError, match="below its"):  # a budget under one Gaussian per state is an error
             train_system(al, split, mono, gmm, labels, 2, [1], mono.num_pdfs - 1, AlignOptions(), "mono")
