@@ -48,6 +48,18 @@ class AlignStageConfig:
     lda_realign: list[int] = option([4, 8, 12], group="LDA+MLLT (tri2)", help="tri2 iterations with realignment")
     mllt_iters: list[int] = option([2, 4, 6], group="LDA+MLLT (tri2)",
                                    help="tri2 iterations that re-estimate the MLLT first (Kaldi: 2 4 6 12 of 35)")
+    sat: bool = option(False, group="SAT (tri3)",
+                       help="after tri2 (needs --lda-mllt), train Kaldi's tri3 (train_sat.sh) in <exp>/tri3: per-speaker "
+                            "fMLLR on tri2's features, a new tree, fMLLR re-estimated on --fmllr-iters; every split "
+                            "is aligned as align_fmllr.sh does (fMLLR from tri2's alignment, then realigned) into "
+                            "<exp>/tri3/ali, the labels to use, and report.json goes to <exp>/tri3")
+    sat_leaves: int = option(0, group="SAT (tri3)", help="tri3 tied states (0 = those of tri2)")
+    sat_gauss: int = option(0, group="SAT (tri3)", help="total tri3 Gaussians (0 = those of tri2)")
+    sat_iters: int = option(15, group="SAT (tri3)", help="tri3 training iterations")
+    sat_realign: list[int] = option([4, 8, 12], group="SAT (tri3)", help="tri3 iterations with realignment")
+    fmllr_iters: list[int] = option([2, 4, 6], group="SAT (tri3)",
+                                    help="tri3 iterations that re-estimate every speaker's fMLLR first (Kaldi: 2 4 6 "
+                                         "12 of 35)")
     beam: float = option(10.0, group="alignment", help="Viterbi beam (Kaldi's --beam)")
     retry_beam: float = option(40.0, group="alignment",
                                help="beam of the second try for an utterance that fails at --beam (Kaldi's --retry-beam)")
@@ -72,6 +84,12 @@ class AlignStageConfig:
             raise ValueError(f"the tri2 Gaussian budget {self.lda_gauss or self.tri_gauss} is below its "
                              f"{self.lda_leaves or self.num_leaves} leaves (--lda-gauss / --lda-leaves): give at least "
                              f"one Gaussian per tied state")
+        if self.sat and not self.lda_mllt:
+            raise ValueError("--sat trains on tri2's features: it needs --lda-mllt")
+        sat_leaves = self.sat_leaves or self.lda_leaves or self.num_leaves
+        if self.sat and (self.sat_gauss or self.lda_gauss or self.tri_gauss) < sat_leaves:
+            raise ValueError(f"the tri3 Gaussian budget is below its {sat_leaves} leaves (--sat-gauss / --sat-leaves): "
+                             f"give at least one Gaussian per tied state")
         if not 0.0 <= self.max_oov_rate <= 1.0:
             raise ValueError(f"--max-oov-rate must be in [0, 1], got {self.max_oov_rate}")
         # A Gaussian budget below the number of states would leave every state with ONE Gaussian (splitting

@@ -5,7 +5,9 @@ Kaldi's GMM ladder uses three front ends on the same CMVN'd store, and so does t
 * the store's features as they are (``apply-cmvn``);
 * with deltas (``add-deltas``; Kaldi's ``train_mono.sh`` / ``train_deltas.sh``, our mono and tri);
 * spliced frames times a matrix (``splice-feats --left-context=3 --right-context=3 | transform-feats
-  final.mat``; ``train_lda_mllt.sh``, our tri2), the matrix being the LDA followed by the MLLT.
+  final.mat``; ``train_lda_mllt.sh``, our tri2), the matrix being the LDA followed by the MLLT;
+* the same followed by each speaker's fMLLR transform (``transform-feats --utt2spk ark:trans.*``;
+  ``train_sat.sh``, our tri3).
 
 :class:`FrontEnd` is one of them; it is small and picklable, so the workers of a pass get it with the
 models. Windows (deltas, splicing) are gathered by index arithmetic clamped to each utterance's own first
@@ -73,6 +75,7 @@ class FrontEnd:
     deltas: int = 0
     splice: int = 0
     matrix: np.ndarray | None = field(default=None, repr=False)
+    speakers: dict[str, np.ndarray] | None = field(default=None, repr=False)  # speaker -> (D, D + 1) fMLLR [A b]
 
     def __post_init__(self) -> None:
         if self.deltas and (self.splice or self.matrix is not None):
@@ -88,19 +91,43 @@ class FrontEnd:
             return int(self.matrix.shape[0])
         return store_dim * (self.deltas + 1) * (2 * self.splice + 1)
 
-    def apply(self, x: np.ndarray, lengths) -> np.ndarray:
-        """The front end's features of utterances concatenated in ``x``, float32."""
+    def apply(self, x: np.ndarray, lengths, speakers=None) -> np.ndarray:
+        """The front end's features of utterances concatenated in ``x``, float32; ``speakers`` (one per utterance)
+        is needed when the front end has speaker transforms (a speaker without one keeps its features)."""
         if self.deltas:
             return add_deltas(x, lengths, self.deltas)
         y = splice_frames(x, lengths, self.splice)
-        if self.matrix is None:
-            return y
-        if self.matrix.shape[1] != y.shape[1]:
-            raise ValueError(f"transform matrix takes {self.matrix.shape[1]} dims, the spliced features have {y.shape[1]}")
-        return y @ self.matrix.T.astype(np.float32)
+        if self.matrix is not None:
+            if self.matrix.shape[1] != y.shape[1]:
+                raise ValueError(f"transform matrix takes {self.matrix.shape[1]} dims, the spliced features have "
+                                 f"{y.shape[1]}")
+            y = y @ self.matrix.T.astype(np.float32)
+        if self.speakers:
+            if speakers is None or len(speakers) != len(lengths):
+                raise ValueError("a front end with speaker transforms needs the speaker of every utterance")
+            from data_prep.align.fmllr import apply_transform
+
+            y = np.array(y, dtype=np.float32)  # a copy: never write into the caller's frames
+            spk_of_frame = np.repeat(np.asarray(speakers, dtype=object), np.asarray(lengths, dtype=np.int64))
+            for spk in dict.fromkeys(speakers):  # a chunk holds few speakers: one product each
+                w = self.speakers.get(spk)
+                if w is not None:
+                    rows = np.flatnonzero(spk_of_frame == spk)
+                    y[rows] = apply_transform(y[rows], w)
+        return y
 
     def with_matrix(self, matrix: np.ndarray) -> "FrontEnd":
-        return FrontEnd(self.deltas, self.splice, matrix)
+        return FrontEnd(self.deltas, self.splice, matrix, self.speakers)
+
+    def with_speakers(self, transforms: dict[str, np.ndarray] | None) -> "FrontEnd":
+        """The same front end with these per-speaker transforms (None: without any)."""
+        return FrontEnd(self.deltas, self.splice, self.matrix, transforms)
+
+    def for_speakers(self, speakers) -> "FrontEnd":
+        """Only the transforms of ``speakers`` (what one chunk of work needs)."""
+        if not self.speakers:
+            return self
+        return self.with_speakers({s: self.speakers[s] for s in dict.fromkeys(speakers) if s in self.speakers})
 
     def stamp(self) -> dict:
         """The options a sub-stage's stamp records (none for the store's own features, so older stamps stay valid);

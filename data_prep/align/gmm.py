@@ -252,6 +252,26 @@ class DiagGmmSet:
             beta += float(occ.sum())
         return g_acc, beta
 
+    def accumulate_fmllr(self, feats, pdf):
+        """fMLLR statistics of one speaker's frames from hard pdf labels (Kaldi's ``FmllrDiagGmmAccs``):
+        :class:`data_prep.align.fmllr.FmllrStats` with ``K = sum post (mu / var) xe^T`` and ``G_i = sum post / var_i
+        xe xe^T`` for ``xe = [x, 1]``, float64."""
+        from data_prep.align.fmllr import FmllrStats
+
+        d = self.dim
+        st = FmllrStats(0.0, np.zeros((d, d + 1)), np.zeros((d, d + 1, d + 1)))
+        mu_inv, inv = self._mean_inv.to(torch.float64), self._inv.to(torch.float64)
+        k = torch.zeros(d, d + 1, dtype=torch.float64)
+        g = torch.zeros(d, d + 1, d + 1, dtype=torch.float64)
+        for ga, gb, xa, post, _ in self._pdf_posteriors(feats, pdf):
+            xe = torch.cat([xa[:, :d].to(torch.float64), torch.ones(xa.shape[0], 1, dtype=torch.float64)], 1)
+            st.beta += float(post.sum())
+            k += mu_inv[ga:gb].T @ (post.T @ xe)
+            w = post @ inv[ga:gb]  # (n, D): sum over the pdf's Gaussians of post / var_i
+            g += torch.einsum("ni,na,nb->iab", w, xe, xe)
+        st.k, st.g = k.numpy(), g.numpy()
+        return st
+
     def update(self, stats: GmmStats, cfg: GmmUpdateConfig = GmmUpdateConfig()) -> "DiagGmmSet":
         """M-step (returns a new set with the same Gaussians)."""
         occ = stats.occ

@@ -54,6 +54,7 @@ class PassContext:
     accumulate: bool
     front: FrontEnd  # what the GMMs score: the store's features, + deltas, or spliced times a matrix
     mllt: bool = False  # accumulate MLLT statistics (DiagGmmSet.accumulate_mllt) instead of GMM statistics
+    fmllr: bool = False  # accumulate per-speaker fMLLR statistics (DiagGmmSet.accumulate_fmllr) instead
 
 
 @dataclass
@@ -66,6 +67,7 @@ class ChunkResult:
     align_loglik: float = 0.0
     frames: int = 0
     mllt: tuple[torch.Tensor, float] | None = None
+    fmllr: dict | None = None  # speaker -> FmllrStats
 
 
 _WORKER_CACHE: dict = {}
@@ -114,11 +116,13 @@ def _feats(store_dir: str) -> np.ndarray:
 
 
 def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: list[int], lengths: list[int],
-                  utt_ids: list[str], words: list[list[int] | None], labels: np.ndarray | None) -> ChunkResult:
-    """Score, (re)align and accumulate one chunk of utterances (runs in a worker or in-process)."""
+                  utt_ids: list[str], words: list[list[int] | None], labels: np.ndarray | None,
+                  speakers: list[str] | None = None, front: FrontEnd | None = None) -> ChunkResult:
+    """Score, (re)align and accumulate one chunk of utterances (runs in a worker or in-process); ``front``: the
+    chunk's own front end (its speakers' transforms), default ``ctx.front``."""
     hmm, gmm, compiler = _setup(ctx)
     feats = _feats(store_dir)
-    x = torch.from_numpy(read_frames(feats, starts, lengths, ctx.front))
+    x = torch.from_numpy(read_frames(feats, starts, lengths, front or ctx.front, speakers))
     offs = np.concatenate([[0], np.cumsum(lengths)])
     failed: dict[int, str] = {}
     tids_out: list[np.ndarray | None] = [None] * len(rows)
@@ -146,9 +150,16 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
             lab[a:b] = hmm.tid2pdf[res.tids]
     else:
         lab = np.asarray(labels, dtype=np.int64)
-    stats = tid_counts = mllt = None
+    stats = tid_counts = mllt = fmllr = None
     if ctx.mllt:
         mllt = gmm.accumulate_mllt(x, lab)
+    elif ctx.fmllr:  # per speaker, in order of first appearance
+        spk_of_frame = np.repeat(np.asarray(speakers, dtype=object), np.asarray(lengths, dtype=np.int64))
+        fmllr = {}
+        for spk in dict.fromkeys(speakers):
+            sel = np.flatnonzero((spk_of_frame == spk) & (lab >= 0))
+            if sel.size:
+                fmllr[spk] = gmm.accumulate_fmllr(x[torch.from_numpy(sel)], lab[sel])
     elif ctx.accumulate:  # scores only the Gaussians of each frame's pdf
         stats = gmm.accumulate(x, lab)
         good = [t for t in tids_out if t is not None]
@@ -161,7 +172,7 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
         if keep.size:
             ll = float(pdf_ll[keep, lab[keep]].astype(np.float64).sum())
             nfr = int(keep.size)
-    return ChunkResult(list(rows), tids_out, failed, stats, tid_counts, ll, nfr, mllt)
+    return ChunkResult(list(rows), tids_out, failed, stats, tid_counts, ll, nfr, mllt, fmllr)
 
 
 def _process_chunk_star(args):
@@ -178,6 +189,7 @@ class PassSummary:
     align_loglik: float = 0.0
     align_frames: int = 0
     mllt: tuple[torch.Tensor, float] | None = None  # (G, beta) of an MLLT pass
+    fmllr: dict | None = None  # speaker -> FmllrStats of an fMLLR pass
 
 
 class Aligner:
@@ -202,16 +214,19 @@ class Aligner:
     def run_pass(self, split: SplitData, hmm: HmmModel, gmm: DiagGmmSet, opts: AlignOptions, *, realign: bool,
                  accumulate: bool, labels: np.ndarray | None = None, tids: np.ndarray | None = None,
                  rows: np.ndarray | None = None, desc: str = "pass", front: FrontEnd = FrontEnd(),
-                 mllt: bool = False) -> PassSummary:
+                 mllt: bool = False, fmllr: bool = False) -> PassSummary:
         """One pass with the models' front end ``front``. ``labels`` (split frames,) pdf per frame: used when not
         realigning, updated when realigning (with ``tids``); rows not given are processed all. ``mllt``:
-        accumulate MLLT statistics from ``labels`` (no realignment) instead of GMM statistics."""
-        if mllt and realign:
-            raise ValueError("an MLLT pass accumulates over a fixed alignment (realign=False)")
+        accumulate MLLT statistics from ``labels`` (no realignment) instead of GMM statistics; ``fmllr``: likewise,
+        per-speaker fMLLR statistics (of ``front``'s features without its speaker transforms)."""
+        if (mllt or fmllr) and realign:
+            raise ValueError("an MLLT / fMLLR pass accumulates over a fixed alignment (realign=False)")
+        if fmllr:
+            front = front.with_speakers(None)
         t0 = time.time()
         ctx = PassContext(f"{os.getpid()}-{next(_PASS_IDS)}", gmm.state_dict(),
                           pickle.dumps((hmm.topo, hmm.ctx_dep, hmm.tm)), self.lang_dir, opts, realign, accumulate,
-                          front, mllt)
+                          front.with_speakers(None), mllt, fmllr)
         if rows is None:
             rows = np.arange(len(split.utt_ids))
         if not realign:
@@ -222,8 +237,12 @@ class Aligner:
             lab = None
             if not realign:
                 lab = np.concatenate([labels[split.starts[r]:split.starts[r] + split.lengths[r]] for r in ch])
+            spk = [split.speakers[r] for r in ch] if split.speakers else None
+            if front.speakers and spk is None:
+                raise ValueError(f"{split.name}: speaker transforms need the store's speakers")
             tasks.append((ctx, split.store_dir, ch.tolist(), split.starts[ch].tolist(), split.lengths[ch].tolist(),
-                          [split.utt_ids[r] for r in ch], [split.words[r] for r in ch], lab))
+                          [split.utt_ids[r] for r in ch], [split.words[r] for r in ch], lab, spk,
+                          front.for_speakers(spk) if front.speakers else None))
         if self.jobs > 1 and self._pool is None:  # started by the first pass: a run with nothing to do needs none
             self._pool = mp.get_context("spawn").Pool(self.jobs, initializer=_worker_init)
         it = (self._pool.imap(_process_chunk_star, tasks) if self._pool is not None
@@ -234,11 +253,14 @@ class Aligner:
         aligned = 0
         ll, nfr = 0.0, 0
         g_mllt, beta = None, 0.0
+        fmllr_stats: dict = {}
         for res in tqdm(it, total=len(tasks), desc=desc, unit="chunk", leave=False):
             if res.stats is not None:
                 stats = res.stats if stats is None else stats.add_(res.stats)
             if res.tid_counts is not None:
                 tid_counts = res.tid_counts if tid_counts is None else tid_counts + res.tid_counts
+            for spk, st in (res.fmllr or {}).items():  # chunk order: the sums do not depend on --jobs
+                fmllr_stats[spk] = st if spk not in fmllr_stats else fmllr_stats[spk].add_(st)
             if res.mllt is not None:
                 g_mllt = res.mllt[0] if g_mllt is None else g_mllt + res.mllt[0]
                 beta += res.mllt[1]
@@ -262,4 +284,4 @@ class Aligner:
             else:
                 aligned += len(res.rows) - len(res.failed)
         return PassSummary(stats, tid_counts, failed, aligned, time.time() - t0, ll, nfr,
-                           None if g_mllt is None else (g_mllt, beta))
+                           None if g_mllt is None else (g_mllt, beta), fmllr_stats if fmllr else None)

@@ -29,6 +29,7 @@ class SplitData:
     frame_shift: float
     excluded: dict[int, str] = field(default_factory=dict)  # row -> why its transcript is not used (OOV rate)
     oov: dict = field(default_factory=dict)  # the split's OOV summary (data_prep.align.report.oov_summary)
+    speakers: list[str] = field(default_factory=list)  # per utterance (the store's index)
 
     def failure_reasons(self, failed: dict[int, str]) -> dict[int, str]:
         """A pass's failures with the reason an utterance was left out (instead of "no transcript")."""
@@ -79,18 +80,23 @@ def load_split(name: str, store_dir: str | os.PathLike, text: dict[str, str], la
                     "(e.g. %s: %s)", name, len(excluded), len(store.utt_ids), max_oov_rate,
                     store.utt_ids[min(excluded)], excluded[min(excluded)])
     return SplitData(name, str(store_dir), list(store.utt_ids), store.starts.copy(), store.lengths.copy(), words, strs,
-                     store.frame_shift, excluded, oov)
+                     store.frame_shift, excluded, oov, list(store.speakers))
 
 
-def read_frames(feats: np.ndarray, starts, lengths, front: FrontEnd | None = None) -> np.ndarray:
+def read_frames(feats: np.ndarray, starts, lengths, front: FrontEnd | None = None, speakers=None) -> np.ndarray:
     """The frames of utterances ``starts``/``lengths`` of a store array through ``front`` (default: as they are),
-    float32."""
+    float32; ``speakers`` (per utterance) for a front end with speaker transforms."""
     starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     if np.array_equal(starts[1:], starts[:-1] + lengths[:-1]):  # consecutive store rows: one slice
         x = np.asarray(feats[int(starts[0]):int(starts[-1] + lengths[-1])], dtype=np.float32)
     else:
         x = np.concatenate([np.asarray(feats[s:s + n], dtype=np.float32) for s, n in zip(starts, lengths)])
-    return x if front is None else front.apply(x, lengths)
+    return x if front is None else front.apply(x, lengths, speakers)
+
+
+def split_speakers(split: "SplitData", rows) -> list[str] | None:
+    """The speakers of ``rows`` (None when the store has none)."""
+    return [split.speakers[int(r)] for r in rows] if split.speakers else None
 
 
 def utterance_ranges(split: "SplitData", chunk_frames: int = 1 << 16):

@@ -68,25 +68,46 @@ def run_align(cfg: AlignStageConfig) -> dict:
     log.info("train: %d utterances, %d frames (%.2f h)", len(train.utt_ids), train.num_frames,
              train.num_frames * train.frame_shift / 3600)
     systems: dict[str, dict] = {}  # stage -> its model summary and the alignments of every split
+    seconds: dict[str, float] = {}  # wall time of every sub-stage in this run (~0 when it was up to date)
+
+    def timed(name, fn, *args):
+        t0 = time.time()
+        out = fn(*args)
+        seconds[name] = round(seconds.get(name, 0.0) + time.time() - t0, 1)
+        return out
+
     with Aligner(cfg.lang, cfg.jobs, cfg.chunk_frames) as aligner:
         run = AlignRun(cfg, lang, load_topology(lang), aligner, train)
-        mono, mono_tids, mono_hist = run_mono(run)
+        mono, mono_tids, mono_hist = timed("mono", run_mono, run)
         spec = tri1_spec(run)
-        tree = run_tree(run, spec, mono, mono_tids)
-        tri, gmm, tri_hist, _ = run_tri(run, spec, tree, mono, mono_tids)
+        tree = timed("tree", run_tree, run, spec, mono, mono_tids)
+        tri, gmm, tri_hist, _ = timed("tri", run_tri, run, spec, tree, mono, mono_tids)
         tri_splits = cfg.splits + ([cfg.train_split] if cfg.lda_mllt and cfg.train_split not in cfg.splits else [])
-        splits = {name: run_split_alignment(run, name, tri, gmm) for name in tri_splits}
+        splits = {name: timed("tri ali", run_split_alignment, run, name, tri, gmm) for name in tri_splits}
         systems["tri"] = {"iterations": tri_hist, "num_pdfs": tri.num_pdfs, "num_gauss": gmm.num_gauss,
                           "splits": splits}
         final, final_dir = tri, run.tri_dir
         if cfg.lda_mllt:
             from data_prep.align.tri2 import run_tri2, tri1_train_ali, tri2_dir
 
-            tri2, gmm2, tri2_hist, front2 = run_tri2(run, tri, np.load(tri1_train_ali(run) / "tid.npy"))
+            tri2, gmm2, tri2_hist, front2 = timed("tri2 (lda, tree, training)", run_tri2, run, tri,
+                                                  np.load(tri1_train_ali(run) / "tid.npy"))
             final, final_dir = tri2, tri2_dir(run)
-            splits = {name: run_split_alignment(run, name, tri2, gmm2, final_dir, front2) for name in cfg.splits}
+            tri2_splits = cfg.splits + ([cfg.train_split] if cfg.sat and cfg.train_split not in cfg.splits else [])
+            splits = {name: timed("tri2 ali", run_split_alignment, run, name, tri2, gmm2, final_dir, front2)
+                      for name in tri2_splits}
             systems["tri2"] = {"iterations": tri2_hist, "num_pdfs": tri2.num_pdfs, "num_gauss": gmm2.num_gauss,
                                "lda": read_json(final_dir / "lda.json"), "splits": splits}
+        if cfg.sat:
+            from data_prep.align.tri3 import run_sat_alignment, run_tri3, tri2_ali, tri3_dir
+
+            tri3, gmm3, tri3_hist, front3 = timed("tri3 (fmllr, tree, training)", run_tri3, run, tri2, gmm2, front2,
+                                                  np.load(tri2_ali(run, cfg.train_split) / "tid.npy"))
+            final, final_dir = tri3, tri3_dir(run)
+            splits = {name: timed("tri3 ali", run_sat_alignment, run, name, tri2, tri3, gmm3, front3)
+                      for name in cfg.splits}
+            systems["tri3"] = {"iterations": tri3_hist, "num_pdfs": tri3.num_pdfs, "num_gauss": gmm3.num_gauss,
+                               "splits": splits}
     inputs = {"mono_history": run.mono_dir / "history.json",
               **{f"{k}_history": Path(cfg.exp) / k / "history.json" for k in systems},
               "model": final_dir / "final.mdl",
@@ -113,6 +134,7 @@ def run_align(cfg: AlignStageConfig) -> dict:
     report["oov_rate"] = {n: s.get("oov", {}).get("oov_rate") for n, s in splits.items()}
     report["num_tied_states"] = final.num_pdfs
     report["seconds"] = round(time.time() - t_start, 1)
+    report["stage_seconds"] = seconds
     write_json(final_dir / "report.json", report)
     step.done(num_tied_states=final.num_pdfs)
     return report

@@ -34,13 +34,15 @@ from tqdm import tqdm
 from asr_base.io import read_json, save_npy, write_json
 from asr_base.stamp import STAMP_NAME, Step
 from data_prep.align.config import AlignStageConfig
+from data_prep.align.fmllr import read_transforms, write_transforms
 from data_prep.align.front_end import FrontEnd, read_kaldi_matrix, write_kaldi_matrix
 from data_prep.align.gmm import DiagGmmSet
 from data_prep.align.hmm import AlignOptions, HmmModel, load_hmm
 from data_prep.align.outputs import write_ctm, write_failed
 from data_prep.align.passes import Aligner
 from data_prep.align.report import boundary_agreement, ctm_sanity, read_ctm
-from data_prep.align.split_data import SplitData, contexts_range, load_split, read_frames, utterance_ranges
+from data_prep.align.split_data import (SplitData, contexts_range, load_split, read_frames, split_speakers,
+                                       utterance_ranges)
 from data_prep.align.training import flat_start_labels, init_gmm, save_system, shortest_rows, train_system
 from data_prep.align.tree.build import build_tree
 from data_prep.align.tree.event_map import TiedStateTree
@@ -172,6 +174,7 @@ class TriSpec:
     train_config: dict
     extra_inputs: dict  # e.g. the LDA matrix
     mllt_iters: tuple[int, ...] = ()
+    fmllr_iters: tuple[int, ...] = ()  # SAT: the front end's speaker transforms are re-estimated on these
 
 
 def tri1_spec(run: AlignRun) -> TriSpec:
@@ -200,7 +203,7 @@ def run_tree(run: AlignRun, spec: TriSpec, prev: HmmModel, prev_tids: np.ndarray
             continue
         ctx = contexts_range(train, prev_tids, prev, lo, hi)
         keep = ctx[:, 1] > 0
-        x = read_frames(feats, train.starts[rows], train.lengths[rows], spec.front)
+        x = read_frames(feats, train.starts[rows], train.lengths[rows], spec.front, split_speakers(train, rows))
         st = TreeStats.from_frames(ctx[keep, 0], ctx[keep, 1], ctx[keep, 2], ctx[keep, 3], x[keep])
         stats = st if stats is None else stats.merge(st)
     if stats is None:
@@ -222,39 +225,54 @@ def run_tri(run: AlignRun, spec: TriSpec, tree: TiedStateTree, prev: HmmModel,
                 inputs={"tree": d / "tree", "mono_alignment" if spec.name == "tri" else "alignment":
                         spec.prev_ali / "tid.npy", **spec.extra_inputs, **run.inputs(cfg.train_split)},
                 config=spec.train_config)
-    outputs = [d / "final.mdl", d / "history.json"] + ([d / "final.mat"] if spec.front.matrix is not None else [])
+    trans = d / f"trans.{cfg.train_split}"  # the train speakers' transforms (SAT)
+    outputs = ([d / "final.mdl", d / "history.json"] + ([d / "final.mat"] if spec.front.matrix is not None else [])
+               + ([trans] if spec.front.speakers is not None else []))
     if is_up_to_date(step, cfg.force, outputs):
         tri, gmm = load_hmm(d / "final.mdl", run.topo, ctx_dep)
         front = spec.front.with_matrix(read_kaldi_matrix(d / "final.mat")) if spec.front.matrix is not None \
             else spec.front
+        if spec.front.speakers is not None:
+            front = front.with_speakers(read_transforms(trans))
         return tri, gmm, read_json(d / "history.json"), front
     tri = HmmModel(run.topo, ctx_dep)
-    ctx = contexts_range(train, prev_tids, prev, 0, train.num_frames)
-    labels = np.full(train.num_frames, -1, np.int32)
-    ok = ctx[:, 1] > 0
-    labels[ok] = tree.lookup(ctx[ok])
+    labels = convert_alignment(train, prev_tids, prev, tree)
     gmm = init_gmm(train, labels, tri.num_pdfs, spec.front)
     gmm, _tids, history, front = train_system(run.aligner, train, tri, gmm, labels, spec.iters, spec.realign,
                                               spec.gauss, run.opts, spec.name, spec.seed, front=spec.front,
-                                              mllt_iters=spec.mllt_iters)
+                                              mllt_iters=spec.mllt_iters, fmllr_iters=spec.fmllr_iters)
     if front.matrix is not None:
         write_kaldi_matrix(d / "final.mat", front.matrix)
+    if front.speakers is not None:
+        write_transforms(trans, front.speakers)
     save_system(d, tri, gmm, history)
     write_json(d / "done.json", {"num_pdfs": tri.num_pdfs, "num_gauss": gmm.num_gauss})
     step.done(num_pdfs=tri.num_pdfs, num_gauss=gmm.num_gauss)
     return tri, gmm, history, front
 
 
+def convert_alignment(split: SplitData, tids: np.ndarray, prev: HmmModel, tree: TiedStateTree) -> np.ndarray:
+    """The pdfs of ``tree`` for an alignment by another system (its transition ids; Kaldi's ``convert-ali``):
+    per frame, -1 where not aligned."""
+    ctx = contexts_range(split, tids, prev, 0, split.num_frames)
+    labels = np.full(split.num_frames, -1, np.int32)
+    ok = ctx[:, 1] > 0
+    labels[ok] = tree.lookup(ctx[ok])
+    return labels
+
+
 def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet, sys_dir: Path | None = None,
-                        front: FrontEnd | None = None) -> dict:
+                        front: FrontEnd | None = None, split_front=None, extra_inputs: dict | None = None) -> dict:
     """Alignment of one split with a triphone system (default: tri in ``exp/tri`` with the deltas front end) into
-    ``<sys_dir>/ali/<split>``; returns (and writes) its ``done.json``."""
+    ``<sys_dir>/ali/<split>``; returns (and writes) its ``done.json``. ``split_front(split, out_dir)``, when given,
+    makes the split's own front end first (SAT: its speakers' transforms) from ``extra_inputs``."""
     sys_dir = run.tri_dir if sys_dir is None else sys_dir
     front = run.front if front is None else front
     cfg, d = run.cfg, sys_dir / "ali" / name
     refs = Path(cfg.reference_timings) / name if cfg.reference_timings else None
     refs = refs if refs is not None and refs.is_dir() else None
     matrix = {"transform": sys_dir / "final.mat"} if front.matrix is not None else {}
+    matrix.update(extra_inputs or {})
     step = Step(d / STAMP_NAME, f"ali {name}", config=dict(beam=cfg.beam, retry_beam=cfg.retry_beam,
                                                            max_oov_rate=cfg.max_oov_rate, **front.stamp()),
                 inputs={"model": sys_dir / "final.mdl", "tree": sys_dir / "tree", **matrix, **run.inputs(name),
@@ -262,6 +280,8 @@ def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet
     if is_up_to_date(step, cfg.force, [d / f for f in SPLIT_OUTPUTS]):
         return read_json(d / "done.json")
     sp = run.split(name)
+    if split_front is not None:
+        front = split_front(sp, d)
     labels = np.full(sp.num_frames, -1, np.int32)
     tids = np.zeros(sp.num_frames, np.int32)
     summ = run.aligner.run_pass(sp, tri, gmm, run.opts, realign=True, accumulate=False, labels=labels, tids=tids,

@@ -23,7 +23,7 @@ from data_prep.align.gmm import DiagGmmSet, GmmUpdateConfig, single_gaussian_sta
 from data_prep.align.hmm import AlignOptions, HmmModel, equal_align_states, write_final_mdl
 from data_prep.align.lda_mllt import estimate_mllt
 from data_prep.align.passes import Aligner
-from data_prep.align.split_data import SplitData, read_frames, utterance_ranges
+from data_prep.align.split_data import SplitData, read_frames, split_speakers, utterance_ranges
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, front: FrontEn
     feats = np.load(Path(split.store_dir) / "feats.npy", mmap_mode="r")
     stats = None
     for lo, hi, rows in utterance_ranges(split):
-        x = read_frames(feats, split.starts[rows], split.lengths[rows], front)
+        x = read_frames(feats, split.starts[rows], split.lengths[rows], front, split_speakers(split, rows))
         st = single_gaussian_stats(x, labels[lo:hi], num_pdfs)
         stats = st if stats is None else stats.add_(st)
     return DiagGmmSet.from_single_stats(stats)
@@ -77,7 +77,8 @@ def init_gmm(split: SplitData, labels: np.ndarray, num_pdfs: int, front: FrontEn
 def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmmSet, labels: np.ndarray,
                  iters: int, realign_iters: Sequence[int], target_gauss: int, opts: AlignOptions, name: str,
                  seed: int = 0, rows: np.ndarray | None = None, front: FrontEnd = FrontEnd(),
-                 mllt_iters: Sequence[int] = ()) -> tuple[DiagGmmSet, np.ndarray, list[dict], FrontEnd]:
+                 mllt_iters: Sequence[int] = (),
+                 fmllr_iters: Sequence[int] = ()) -> tuple[DiagGmmSet, np.ndarray, list[dict], FrontEnd]:
     """Kaldi-style training iterations. Returns the model, the transition ids of the last alignment,
     per-iteration records (average per-frame log-likelihood, Gaussians, aligned/failed counts) and the front end
     (changed only by MLLT).
@@ -87,7 +88,9 @@ def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmm
     its transform ``A`` is composed into ``front``'s matrix and the means become ``A mu`` (Kaldi's
     ``gmm-acc-mllt``, ``est-mllt``, ``gmm-transform-means``, ``compose-transforms``); the iteration's own pass then
     sees the new features. (Kaldi realigns before the MLLT pass of an iteration that does both; here the MLLT
-    uses the previous alignment, so one pass does the realignment and the statistics.)"""
+    uses the previous alignment, so one pass does the realignment and the statistics.) On ``fmllr_iters`` an fMLLR
+    pass likewise re-estimates every speaker's transform from the current model (``train_sat.sh``'s
+    ``gmm-est-fmllr``; ``front``'s speaker transforms are the starting point and are replaced)."""
     if mllt_iters and front.matrix is None:
         raise ValueError(f"{name}: MLLT needs a front end with a matrix (splice + LDA)")
     gen = torch.Generator().manual_seed(seed)
@@ -102,13 +105,17 @@ def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmm
     upd = GmmUpdateConfig()
     for it in range(1, iters + 1):
         realign = it in set(realign_iters)
-        mllt_gain = None
+        mllt_gain = mllt_seconds = fmllr_gain = fmllr_seconds = None
+        if it in set(fmllr_iters):
+            front, fmllr_gain, fmllr_seconds = update_speaker_transforms(aligner, split, hmm, gmm, opts, labels,
+                                                                         front, f"{name} it{it} fmllr", rows)
         if it in set(mllt_iters):
             ms = aligner.run_pass(split, hmm, gmm, opts, realign=False, accumulate=False, labels=labels, rows=rows,
                                   desc=f"{name} it{it} mllt", front=front, mllt=True)
             if ms.mllt is None:
                 raise RuntimeError(f"{name} iteration {it}: no utterance for the MLLT statistics")
             a, mllt_gain = estimate_mllt(*ms.mllt)
+            mllt_seconds = round(ms.seconds, 2)
             a = a.astype(np.float32).astype(np.float64)  # as final.mat stores it, so a resumed run is identical
             front = front.with_matrix(a @ front.matrix)
             gmm = gmm.transform_means(a)
@@ -136,7 +143,9 @@ def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmm
         if trans_objf is not None:
             rec["transition_objf_per_frame"] = trans_objf
         if mllt_gain is not None:
-            rec["mllt_objf_gain_per_frame"] = mllt_gain
+            rec.update(mllt_objf_gain_per_frame=mllt_gain, mllt_seconds=mllt_seconds)
+        if fmllr_gain is not None:
+            rec.update(fmllr_objf_gain_per_frame=fmllr_gain, fmllr_seconds=fmllr_seconds)
         history.append(rec)
         log.info("%s iter %d: avg loglik/frame %.4f over %d frames, %d Gaussians (%.2f per state)%s", name, it, ll,
                  summ.stats.frames, gmm.num_gauss, gmm.num_gauss / gmm.num_pdfs,
@@ -144,6 +153,29 @@ def train_system(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmm
     if not have_tids:
         raise RuntimeError(f"{name}: no realignment iteration (need at least one in the realign list)")
     return gmm, tids, history, front
+
+
+def update_speaker_transforms(aligner: Aligner, split: SplitData, hmm: HmmModel, gmm: DiagGmmSet,
+                              opts: AlignOptions, labels: np.ndarray, front: FrontEnd, desc: str,
+                              rows: np.ndarray | None = None) -> tuple[FrontEnd, float, float]:
+    """One fMLLR pass over the alignment ``labels`` and a new transform per speaker (from its current one);
+    returns the front end with them, the average objective gain per frame and the pass's seconds."""
+    from data_prep.align.fmllr import estimate_fmllr
+
+    summ = aligner.run_pass(split, hmm, gmm, opts, realign=False, accumulate=False, labels=labels, rows=rows,
+                            desc=desc, front=front, fmllr=True)
+    if not summ.fmllr:
+        raise RuntimeError(f"{desc}: no aligned frames for the fMLLR statistics")
+    old = front.speakers or {}
+    new, gain, frames = {}, 0.0, 0.0
+    for spk, st in sorted(summ.fmllr.items()):
+        new[spk], g = estimate_fmllr(st, old.get(spk))
+        new[spk] = new[spk].astype(np.float32).astype(np.float64)  # as trans.* stores it (identical on resume)
+        gain += g * st.beta
+        frames += st.beta
+    gain /= max(frames, 1.0)
+    log.info("%s: fMLLR for %d speakers, objective gain %.4f per frame", desc, len(new), gain)
+    return front.with_speakers(new), gain, round(summ.seconds, 2)
 
 
 def save_system(d: Path, hmm: HmmModel, gmm: DiagGmmSet, history: list[dict], extra: dict | None = None) -> None:

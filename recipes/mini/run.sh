@@ -52,13 +52,14 @@ rescore=false      # true: stage 3 also estimates a 4-gram and stage 9 rescores 
 gmm_feats=mfcc     # the aligner's features: mfcc = 13-dim MFCC + deltas + delta-deltas (data/mfcc, conf/mfcc.conf;
                    # Kaldi's train_mono / train_deltas front end); fbank = the DNNs' 40-dim store
 decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
+train_hours=""     # e.g. 10: synthesise that many hours of train speech instead of ~2 h (benchmarks/bench_align_scale.py)
 lda_mllt=false     # true: stage 4 goes on to Kaldi's tri2 (spliced MFCC, LDA+MLLT, new tree) and the DNNs learn its
                    # tied states (exp/tri2)
 # model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
 _recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds rescore"
-_recipe_options+=" decode_speed gmm_feats lda_mllt dir conf"
+_recipe_options+=" decode_speed gmm_feats lda_mllt train_hours dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -80,6 +81,7 @@ if [ "$size" = tiny ]; then
   decode_opts=(--beam 7 --max-active 1000 --lattice-beam 2 --sweep-acoustic-scales 0.08 0.14 0.2 --sweep-penalties 0)
   speed_opts=(--beams 5 7 --max-active 1000)
 fi
+if [ -n "$train_hours" ]; then synth_opts+=(--train-hours "$train_hours"); fi
 gmm_feature_opts
 gmm_system
 data_opts=(--train-feats data/fbank/train --train-labels "$gmm_dir/ali/train/pdf.npy"
