@@ -15,7 +15,8 @@ ali         ``exp/tri/ali/<s>/.stamp.json``  beams                              
                                                                                  timings
 ==========  ===============================  ==================================  ====================================
 
-(The report's step is in :mod:`data_prep.align.stage`.) ``--jobs`` and ``--chunk-frames`` only change the
+tri2 (``--lda-mllt``) and tri3 (``--sat``) reuse the tree, training and alignment steps with their own options:
+:mod:`data_prep.align.tri2`, :mod:`data_prep.align.tri3`. (The report's step is in :mod:`data_prep.align.stage`.) ``--jobs`` and ``--chunk-frames`` only change the
 speed, so no step depends on them. A step that is rebuilt drops its stamp first, so a run that dies half-way
 never leaves outputs that look complete. ``--max-oov-rate`` (which utterances have a usable transcript) is
 an option of mono, tri and every ali step.

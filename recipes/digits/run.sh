@@ -8,6 +8,7 @@
 #   2  lang dir (CMUdict, the ten digit words of conf/words.txt) + a digit-loop grammar: a unigram ARPA
 #      estimated on the train transcripts only (any sequence of digit words; no dev/test text)
 #   3  flat-start alignment mono -> tree -> tri (conf/align.conf) on MFCC + deltas; tied-state labels exp/tri/ali/<split>
+#      (--align-system tri2 / tri3: then LDA+MLLT / SAT, labels in exp/tri2 / exp/tri3)
 #   4  baseline DNN, 5 teacher ensemble, 6 distilled students (temperature chosen on dev)
 #   7  frame accuracy + HCLG graph + decoding/WER on dev and test for every model
 #   8  report exp/report.md, 9 export of the best student
@@ -29,12 +30,12 @@ seed=1
 num_teachers=3
 gmm_feats=mfcc        # the aligner's features: mfcc = 13-dim MFCC + deltas + delta-deltas in data/mfcc (Kaldi's
                       # train_mono / train_deltas front end, conf/mfcc.conf), fbank = the DNNs' 40-dim fbank
-lda_mllt=false        # true: stage 3 goes on to Kaldi's tri2 (spliced MFCC, LDA+MLLT, new tree; exp/tri2), whose tied
-                      # states the DNNs then learn
+align_system=tri      # stage 3's last GMM system, whose tied states the DNNs learn: tri (MFCC + deltas),
+                      # tri2 (+ LDA+MLLT), tri3 (+ SAT with per-speaker fMLLR); gmm_system in recipes/shared/common.sh
 corpus=$repo/../shared/data/fsdd
 dir=$here
 conf=$here/conf
-_recipe_options="stage stop_stage size utts_per_speaker jobs seed num_teachers gmm_feats lda_mllt corpus dir conf"
+_recipe_options="stage stop_stage size utts_per_speaker jobs seed num_teachers gmm_feats align_system corpus dir conf"
 parse_options "$@"
 corpus=$(cd "$corpus" && pwd)
 
@@ -52,7 +53,8 @@ if [ "$size" = tiny ]; then
   decode_splits="test"   # the test suite's budget: WER on test only (dev still selects, by frame accuracy)
   distill_opts=(--temperatures 2)
   align_opts=(--num-leaves 160 --tree-min-count 30 --mono-gauss 150 --tri-gauss 800 --mono-iters 8
-              --mono-realign 1,2,3,4,6 --tri-iters 4 --tri-realign 2 --lda-iters 4 --lda-realign 2 --mllt-iters 1,3)
+              --mono-realign 1,2,3,4,6 --tri-iters 4 --tri-realign 2 --lda-iters 4 --lda-realign 2 --mllt-iters 1,3
+              --sat-iters 4 --sat-realign 2 --fmllr-iters 1,3)
   model_opts=(--hidden-layers 2 --hidden-dim 96 --epochs 2 --min-epochs 1 --epoch-frames 10000)
 fi
 gmm_feature_opts

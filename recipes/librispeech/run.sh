@@ -7,7 +7,8 @@
 #   3  lang dirs from librispeech-lexicon.txt: data/lang (the transcripts' words, for alignment) and
 #      data/lang_test (the whole release lexicon = the LM's vocabulary, for decoding; no transcript words)
 #      + the published pruned trigram ARPA LM
-#   4  alignment (flat start -> tree with --num-leaves 14000 -> tri), or --kaldi-ali DIR --kaldi-lang LANG to
+#   4  alignment (flat start -> tree -> tri; --align-system tri2 / tri3: then LDA+MLLT / SAT, as Kaldi's
+#      tri2b / tri3b; sizes by --align-conf), or --kaldi-ali DIR --kaldi-lang LANG to
 #      import a Kaldi GMM system instead (DIR/<part>/ali.*.gz, tree, final.mdl; graph and export use LANG)
 #   5  baseline DNN (8 x 2560), 6 teacher ensemble (--num-teachers 10), 7 distillation sweep
 #   8  section-6 regularizer (--regularizer true), 9 frame accuracy + graph + decoding with every model,
@@ -37,8 +38,8 @@ kaldi_lang=""               # the Kaldi lang dir of that system (data/lang: word
                             # L_disambig.fst); the graph and export then use it (its vocabulary) instead of data/lang_test
 gmm_feats=mfcc              # the aligner's features: mfcc = 13-dim MFCC + deltas (data/mfcc, conf/mfcc.conf; Kaldi's
                             # tri1 front end), fbank = the DNNs' 40-dim fbank
-lda_mllt=false              # true: stage 4 goes on to Kaldi's tri2b (spliced MFCC, LDA+MLLT, new tree; exp/tri2), whose
-                            # tied states the DNNs then learn
+align_system=tri            # stage 4's last GMM system, whose tied states the DNNs learn: tri (MFCC + deltas),
+                            # tri2 (+ LDA+MLLT), tri3 (+ SAT with per-speaker fMLLR); gmm_system in recipes/shared/common.sh
 align_conf=""               # data-prep align options in <conf>; empty: by training-set size (align_100h.conf,
                             # align_460h.conf with train-clean-360, align_960h.conf with train-other-500)
 num_teachers=10
@@ -49,7 +50,7 @@ decode_systems=all          # all: baseline, ensemble and every student; table1:
 rescore_arpa=""             # an ARPA LM to rescore the lattices with (decode --rescore-arpa): it is held in Python
                             # dicts, ~200 bytes per n-gram per decode, so a pruned model (tgmed size, a few M n-grams)
                             # fits; tglarge / fglarge (tens of M) need a C++ LM that is not wired in
-_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang gmm_feats lda_mllt align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
+_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang gmm_feats align_system align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -129,7 +130,7 @@ gmm_system
 decode_lang=data/lang_test
 if [ -n "$kaldi_ali" ]; then
   [ -n "$kaldi_lang" ] || { echo "$0: --kaldi-ali needs --kaldi-lang (the Kaldi lang dir of the system)" >&2; exit 1; }
-  [ "$lda_mllt" = false ] || { echo "$0: --kaldi-ali imports a finished system; --lda-mllt is for our aligner" >&2; exit 1; }
+  [ "$align_system" = tri ] || { echo "$0: --kaldi-ali imports a finished system (exp/tri); --align-system is for our aligner" >&2; exit 1; }
   decode_lang=exp/tri/lang  # the imported copy of Kaldi's lang dir: the tree's phones, Kaldi's vocabulary
 fi
 align_or_import() {

@@ -9,7 +9,7 @@
 #      labels come from forced alignment, as in Kaldi) and data/lang_test for decoding (only the words of the
 #      LM training text, so dev/test words outside it are OOV errors); trigram LM from the train text only
 #   4  flat-start alignment on MFCC + deltas: mono -> decision tree -> tri; tied-state labels
-#      exp/tri/ali/<split>/pdf.npy (--lda-mllt true: then tri2, LDA+MLLT on tri's alignment, exp/tri2/ali)
+#      exp/tri/ali/<split>/pdf.npy (--align-system tri2: then LDA+MLLT, exp/tri2/ali; tri3: then SAT, exp/tri3/ali)
 #   5  baseline DNN (hard labels)
 #   6  teacher ensemble (--num-teachers members, different seeds)
 #   7  distillation sweep T in {1,2,5,10}, one teacher pass per batch shared by the students
@@ -53,13 +53,13 @@ gmm_feats=mfcc     # the aligner's features: mfcc = 13-dim MFCC + deltas + delta
                    # Kaldi's train_mono / train_deltas front end); fbank = the DNNs' 40-dim store
 decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
 train_hours=""     # e.g. 10: synthesise that many hours of train speech instead of ~2 h (benchmarks/bench_align_scale.py)
-lda_mllt=false     # true: stage 4 goes on to Kaldi's tri2 (spliced MFCC, LDA+MLLT, new tree) and the DNNs learn its
-                   # tied states (exp/tri2)
+align_system=tri   # stage 4's last GMM system, whose tied states the DNNs learn: tri (MFCC + deltas), tri2 (+ LDA+MLLT),
+                   # tri3 (+ SAT with per-speaker fMLLR); see gmm_system in recipes/shared/common.sh
 # model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
 _recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds rescore"
-_recipe_options+=" decode_speed gmm_feats lda_mllt train_hours dir conf"
+_recipe_options+=" decode_speed gmm_feats align_system train_hours dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -75,7 +75,8 @@ if [ "$size" = tiny ]; then
   # the LM text is the tiny train set's own sentences (a small decoding vocabulary and graph)
   synth_opts=(--tiny --train-hours 0.06 --dev-minutes 0.75 --test-minutes 0.75 --num-train-speakers 4 --lm-text used)
   align_opts=(--num-leaves 60 --mono-gauss 150 --tri-gauss 300 --mono-iters 6 --tri-iters 4 --tri-realign 2
-              --lda-iters 4 --lda-realign 2 --mllt-iters 1,3)
+              --lda-iters 4 --lda-realign 2 --mllt-iters 1,3
+              --sat-iters 4 --sat-realign 2 --fmllr-iters 1,3)
   model_opts=(--hidden-layers 2 --hidden-dim 64 --epochs 2 --min-epochs 1 --epoch-frames 20000)
   # a narrow search and a 3-point sweep: the tiny models are barely trained, so a wide beam only costs time
   decode_opts=(--beam 7 --max-active 1000 --lattice-beam 2 --sweep-acoustic-scales 0.08 0.14 0.2 --sweep-penalties 0)
@@ -173,7 +174,7 @@ fi
 if [ -n "$seeds" ]; then
   run_step 15 seeds seed_runs "$seeds" "$here/run.sh" 5 10 --size "$size" --jobs "$jobs" \
     --num-teachers "$num_teachers" --regularizer "$regularizer" --decode-systems "$decode_systems" --rescore "$rescore" \
-    --lda-mllt "$lda_mllt" --conf "$conf"
+    --align-system "$align_system" --conf "$conf"
 fi
 
 log "mini recipe: stages $stage..$stop_stage done; report: $dir/exp/report.md"

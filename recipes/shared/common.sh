@@ -81,15 +81,18 @@ gmm_feature_opts() {
 }
 
 # gmm_system: the GMM system whose tied states the DNNs learn and whose tree and model the graph and the export
-# use, into $gmm_dir: exp/tri (triphones on MFCC + deltas, Kaldi's tri1) or, with --lda-mllt true, exp/tri2
-# (LDA+MLLT trained on tri's alignment, Kaldi's train_lda_mllt.sh; `data-prep align --lda-mllt`, added to the
-# caller's align_opts)
+# use, by $align_system, into $gmm_dir (adding its `data-prep align` options to the caller's align_opts):
+#   tri   exp/tri   triphones on MFCC + deltas (Kaldi's tri1, train_deltas.sh)
+#   tri2  exp/tri2  then LDA+MLLT on spliced MFCC, trained on tri's alignment (train_lda_mllt.sh; --lda-mllt)
+#   tri3  exp/tri3  then speaker-adaptive training with per-speaker fMLLR (train_sat.sh + align_fmllr.sh; --sat)
 gmm_system() {
-  case ${lda_mllt:-false} in
-    true) gmm_dir=exp/tri2; align_opts+=(--lda-mllt) ;;
-    false) gmm_dir=exp/tri ;;
-    *) echo "$0: --lda-mllt must be true or false, got $lda_mllt" >&2; exit 1 ;;
+  case ${align_system:-tri} in
+    tri) ;;
+    tri2) align_opts+=(--lda-mllt) ;;
+    tri3) align_opts+=(--lda-mllt --sat) ;;
+    *) echo "$0: --align-system must be tri, tri2 or tri3, got $align_system" >&2; exit 1 ;;
   esac
+  gmm_dir=exp/${align_system:-tri}
 }
 
 # The evaluation steps both recipes share. Run from the recipe's output dir (data/ and exp/).

@@ -22,7 +22,7 @@ def test_digits_recipe_runs_end_to_end(tmp_path):
     run = tmp_path / "digits"
     env = dict(os.environ, OMP_NUM_THREADS="2")
     proc = subprocess.run(["bash", str(REPO / "recipes/digits/run.sh"), "--dir", str(run), "--size", "tiny",
-                           "--utts-per-speaker", "40", "--num-teachers", "2"],
+                           "--utts-per-speaker", "40", "--num-teachers", "2", "--align-system", "tri3"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]
     data, exp = run / "data", run / "exp"
@@ -41,12 +41,16 @@ def test_digits_recipe_runs_end_to_end(tmp_path):
     # the grammar: a unigram over the digit words, from the train transcripts only
     arpa = (data / "lm" / "1gram.arpa").read_text()
     assert "ngram 2=" not in arpa and all(f"\t{w}\n" in arpa for w in DIGITS)
-    # alignment of real speech: (nearly) every utterance aligned, no OOVs
-    ali = json.loads((exp / "tri" / "report.json").read_text())
+    # alignment of real speech through Kaldi's ladder (tri: MFCC + deltas, tri2: LDA+MLLT, tri3: SAT, the labels):
+    # (nearly) every utterance aligned by every system, no OOVs
+    ali = json.loads((exp / "tri3" / "report.json").read_text())
     assert ali["config"]["fbank_dir"] == "data/mfcc" and ali["config"]["deltas"] == 2
+    assert ali["final_system"] == "tri3" and set(ali["by_stage"]) == {"tri", "tri2", "tri3"}
     for split in ("train", "dev", "test"):
         assert ali["splits"][split]["fraction_aligned"] >= 0.9, (split, ali["splits"][split])
+        assert all(ali["by_stage"][s][split]["fraction_aligned"] >= 0.9 for s in ("tri", "tri2")), ali["by_stage"]
         assert ali["oov_rate"][split] == 0.0
+    assert (exp / "tri3" / "ali" / "test" / "trans").is_file()  # the test speaker's own fMLLR
     num_pdfs = ali["num_tied_states"]
     acc = json.loads((exp / "results" / "frame_acc_test.json").read_text())["splits"]["test"]["frame_acc"]
     for key in ("baseline", "teachers/ensemble_arithmetic", "students/T2"):
@@ -58,5 +62,6 @@ def test_digits_recipe_runs_end_to_end(tmp_path):
         assert w["wer"] < 80.0, (name, w)
     report = (exp / "report.md").read_text()
     assert "## Table 1" in report and "2× ensemble" in report
+    assert "Every split aligned by each triphone system" in report
     manifest = json.loads((exp / "export" / "manifest.json").read_text())
-    assert manifest["num_pdfs"] == num_pdfs == int(np.load(exp / "tri" / "pdf_counts.npy").size)
+    assert manifest["num_pdfs"] == num_pdfs == int(np.load(exp / "tri3" / "pdf_counts.npy").size)
