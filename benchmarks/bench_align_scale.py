@@ -6,7 +6,7 @@ real-time factor of every pass, and the arithmetic that projects them to 100 h a
 1. ``recipes/mini/run.sh --train-hours H --stop-stage 3``: the synthetic corpus, data dirs, fbank + MFCC stores,
    lang dirs (timed; skipped when already there).
 2. ``data-prep align`` on MFCC + deltas with ``--num-leaves`` / ``--tri-gauss`` (default 2,000 / 30,000, the
-   size of Kaldi's tri2b-tri3b on LibriSpeech), ``--lda-mllt`` unless ``--no-lda-mllt``; peak resident memory of
+   size of Kaldi's tri2b-tri3b on LibriSpeech), up to ``--system`` (default tri2: LDA+MLLT); peak resident memory of
    the largest process (``RUSAGE_CHILDREN``: the stage or one of its workers).
 3. From ``report.json`` and the ``history.json`` of every system: seconds per sub-stage, RTF (wall / audio) of
    every pass over the train split (alignment + statistics, statistics only, MLLT), and the projection.
@@ -39,7 +39,8 @@ def run(cmd: list[str], log: Path) -> float:
 
 
 def pass_seconds(history: list[dict]) -> float:
-    return sum(float(h.get("seconds", 0.0)) + float(h.get("mllt_seconds") or 0.0) for h in history)
+    return sum(float(h.get("seconds", 0.0)) + float(h.get("mllt_seconds") or 0.0) + float(h.get("fmllr_seconds") or 0.0)
+               for h in history)
 
 
 def main() -> None:
@@ -51,7 +52,8 @@ def main() -> None:
     ap.add_argument("--tri-gauss", type=int, default=30000)
     ap.add_argument("--mono-gauss", type=int, default=2000)
     ap.add_argument("--mono-subset", type=int, default=2000, help="utterances for the monophones (Kaldi: 2k-10k)")
-    ap.add_argument("--lda-mllt", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--system", choices=["tri", "tri2", "tri3"], default="tri2",
+                    help="the last system: tri (MFCC + deltas), tri2 (+ LDA+MLLT), tri3 (+ SAT)")
     ap.add_argument("--target-cores", type=int, default=32)
     ap.add_argument("--targets", type=str, default="100:40000,960:150000",
                     help="hours:Gaussians to project to (Kaldi's tri4b on 100 h, tri6b on 960 h)")
@@ -67,18 +69,17 @@ def main() -> None:
              "--deltas", "2", "--data-dir", str(d / "data"), "--exp", str(d / "exp"), "--splits", "train", "dev", "test",
              "--jobs", str(args.jobs), "--num-leaves", str(args.num_leaves), "--tri-gauss", str(args.tri_gauss),
              "--mono-gauss", str(args.mono_gauss), "--mono-subset", str(args.mono_subset)]
-    if args.lda_mllt:
-        align.append("--lda-mllt")
+    align += {"tri": [], "tri2": ["--lda-mllt"], "tri3": ["--lda-mllt", "--sat"]}[args.system]
     t_align = run(align, log)
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
-    final = "tri2" if args.lda_mllt else "tri"
+    final = args.system
     report = json.loads((d / "exp" / final / "report.json").read_text())
     audio_h = report["splits"]["train"]["frames"] * 0.01 / 3600
-    systems = ["mono", "tri"] + (["tri2"] if args.lda_mllt else [])
+    systems = ["mono", "tri", "tri2", "tri3"][:{"tri": 2, "tri2": 3, "tri3": 4}[args.system]]
     hist = {s: json.loads((d / "exp" / s / "history.json").read_text()) for s in systems}
     # the split alignments: every system's done.json
     ali_s = sum(json.loads(p.read_text())["seconds"] for p in (d / "exp").glob("*/ali/*/done.json")
-                if p.parent.parent.parent.name in ("tri", "tri2"))
+                if p.parent.parent.parent.name in systems)
     passes = sum(pass_seconds(hist[s]) for s in systems) + ali_s
     rest = max(t_align - passes, 0.0)
 
@@ -95,7 +96,8 @@ def main() -> None:
             kind = "align+acc" if h.get("realigned") else "acc"
             frames_h = h["frames"] * 0.01 / 3600
             print(f"  {s:<5s} iter {h['iter']:>2d} {kind:<9s} {h['seconds']:7.1f} s  RTF {h['seconds'] / 3600 / max(frames_h, 1e-9):.4f}"
-                  + (f"  + MLLT pass {h['mllt_seconds']:.1f} s" if h.get("mllt_seconds") else ""))
+                  + (f"  + MLLT pass {h['mllt_seconds']:.1f} s" if h.get("mllt_seconds") else "")
+                  + (f"  + fMLLR pass {h['fmllr_seconds']:.1f} s" if h.get("fmllr_seconds") else ""))
     for p in sorted((d / "exp").glob("*/ali/*/done.json")):
         v = json.loads(p.read_text())
         print(f"  final alignment {p.parent.parent.parent.name}/{p.parent.name:<6s} {v['seconds']:7.1f} s  RTF {v['rtf']:.4f}")
