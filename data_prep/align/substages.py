@@ -16,10 +16,10 @@ ali         ``exp/tri/ali/<s>/.stamp.json``  beams                              
 ==========  ===============================  ==================================  ====================================
 
 tri2 (``--lda-mllt``) and tri3 (``--sat``) reuse the tree, training and alignment steps with their own options:
-:mod:`data_prep.align.tri2`, :mod:`data_prep.align.tri3`. (The report's step is in :mod:`data_prep.align.stage`.) ``--jobs`` and ``--chunk-frames`` only change the
-speed, so no step depends on them. A step that is rebuilt drops its stamp first, so a run that dies half-way
-never leaves outputs that look complete. ``--max-oov-rate`` (which utterances have a usable transcript) is
-an option of mono, tri and every ali step.
+:mod:`data_prep.align.tri2`, :mod:`data_prep.align.tri3`. (The report's step is in :mod:`data_prep.align.stage`.)
+``--jobs`` and ``--chunk-frames`` only change the speed, so no step depends on them. A step that is rebuilt
+drops its stamp first, so a run that dies half-way never leaves outputs that look complete. ``--max-oov-rate``
+(which utterances have a usable transcript) is an option of mono, tri and every ali step.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class TriSpec:
     """One triphone system: where it goes, the alignment it starts from and its options (those its stamps
     record, under the names of the options that set them, so the stamps of existing systems stay valid)."""
 
-    name: str  # "tri" (deltas, Kaldi's tri1) or "tri2" (LDA+MLLT)
+    name: str  # "tri" (deltas, Kaldi's tri1), "tri2" (LDA+MLLT) or "tri3" (SAT)
     dir: Path
     prev_ali: Path  # the previous system's train alignment (tid.npy): contexts for the tree, labels to start from
     num_leaves: int
