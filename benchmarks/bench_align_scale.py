@@ -94,8 +94,8 @@ def main() -> None:
     for s in systems:
         for h in hist[s]:
             kind = "align+acc" if h.get("realigned") else "acc"
-            frames_h = h["frames"] * 0.01 / 3600
-            print(f"  {s:<5s} iter {h['iter']:>2d} {kind:<9s} {h['seconds']:7.1f} s  RTF {h['seconds'] / 3600 / max(frames_h, 1e-9):.4f}"
+            rtf = h["seconds"] / max(h["frames"] * 0.01, 1e-9)  # the pass's wall time / its audio
+            print(f"  {s:<5s} iter {h['iter']:>2d} {kind:<9s} {h['seconds']:7.1f} s  RTF {rtf:.4f}"
                   + (f"  + MLLT pass {h['mllt_seconds']:.1f} s" if h.get("mllt_seconds") else "")
                   + (f"  + fMLLR pass {h['fmllr_seconds']:.1f} s" if h.get("fmllr_seconds") else ""))
     for p in sorted((d / "exp").glob("*/ali/*/done.json")):
