@@ -113,6 +113,9 @@ def run_align(cfg: AlignStageConfig) -> dict:
               "model": final_dir / "final.mdl",
               **{f"ali_{'' if k == 'tri' else k + '_'}{n}": Path(cfg.exp) / k / "ali" / n / "done.json"
                  for k, v in systems.items() for n in v["splits"]}}
+    refs = Path(cfg.reference_timings) / cfg.train_split if cfg.reference_timings else None
+    if refs is not None and refs.is_dir():  # the monophones' boundaries too (they align the train split only)
+        inputs.update(mono_alignment=run.mono_ali / "tid.npy", reference_timings=refs)
     step = Step(final_dir / ".report.stamp.json", "report", config=dict(splits=cfg.splits, train_split=cfg.train_split),
                 inputs=inputs)
     if (final_dir / "report.json").is_file() and step.up_to_date(cfg.force):
@@ -121,8 +124,11 @@ def run_align(cfg: AlignStageConfig) -> dict:
     report: dict = {"config": to_dict(cfg), "mono": {"iterations": mono_hist, "num_pdfs": mono.num_pdfs},
                     **{k: {f: v for f, v in s.items() if f != "splits"} for k, s in systems.items()},
                     "final_system": final_dir.name, "splits": {n: s for n, s in splits.items() if n in cfg.splits}}
-    if len(systems) > 1:  # the same splits aligned by every triphone system: what each stage changed
-        report["by_stage"] = {k: stage_summary(s["splits"]) for k, s in systems.items()}
+    by_stage = {k: stage_summary(s["splits"]) for k, s in systems.items()}  # what each stage changed
+    if "mono_alignment" in inputs:
+        by_stage = {"mono": mono_boundaries(run, mono, mono_tids, refs), **by_stage}
+    if len(by_stage) > 1:
+        report["by_stage"] = by_stage
     if cfg.train_split in cfg.splits:
         from data_prep.align.report import write_occupancy_png
 
@@ -138,6 +144,18 @@ def run_align(cfg: AlignStageConfig) -> dict:
     write_json(final_dir / "report.json", report)
     step.done(num_tied_states=final.num_pdfs)
     return report
+
+
+def mono_boundaries(run: AlignRun, mono, mono_tids: np.ndarray, refs: Path) -> dict[str, dict]:
+    """The monophones' final train alignment against the reference timings (``exp/mono/ali/<train>/phones.ctm``)."""
+    from data_prep.align.outputs import write_ctm
+    from data_prep.align.report import boundary_agreement, read_ctm
+
+    ctm = run.mono_ali / "phones.ctm"
+    write_ctm(ctm, run.train, mono_tids, mono, run.lang)
+    aligned = len({int(r) for r in np.searchsorted(run.train.starts, np.flatnonzero(mono_tids > 0), side="right") - 1})
+    return stage_summary({run.cfg.train_split: {"fraction_aligned": aligned / max(len(run.train.utt_ids), 1),
+                                                "sanity": {"boundaries": boundary_agreement(read_ctm(ctm), refs)}}})
 
 
 def stage_summary(splits: dict[str, dict]) -> dict[str, dict]:
