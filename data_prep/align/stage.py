@@ -26,6 +26,9 @@ unchanged, :mod:`data_prep.align.substages` lists which, and ``--force`` redoes 
    (:mod:`data_prep.align.tri2`): spliced static features, LDA, a new tree, MLLT; every split is aligned again,
    into ``exp/tri2/ali/<split>``, and the report (with ``by_stage``: every split's boundary agreement and
    log-likelihood under tri and tri2) goes to ``exp/tri2``, the system the later stages then use.
+6. **tri3** (``--sat``, ``exp/tri3``): Kaldi's ``train_sat.sh`` on tri2's alignment (:mod:`data_prep.align.tri3`):
+   per-speaker fMLLR, a new tree, speaker-adaptive training; every split is aligned as ``align_fmllr.sh`` does, into
+   ``exp/tri3/ali/<split>`` (with its speakers' transforms), and the report goes to ``exp/tri3``.
 
 Emission scores and statistics are computed in torch over chunks of whole utterances
 (:mod:`data_prep.align.gmm`); the Viterbi is Kaldi's (:mod:`data_prep.align.hmm`). Chunks run in a spawn pool
@@ -57,8 +60,8 @@ log = logging.getLogger(__name__)
 
 
 def run_align(cfg: AlignStageConfig) -> dict:
-    """Run every sub-stage that is not up to date (see :mod:`data_prep.align.substages` and, with ``--lda-mllt``,
-    :mod:`data_prep.align.tri2`); returns the final system's report.json."""
+    """Run every sub-stage that is not up to date (see :mod:`data_prep.align.substages` and, with ``--lda-mllt`` /
+    ``--sat``, :mod:`data_prep.align.tri2` / :mod:`data_prep.align.tri3`); returns the final system's report.json."""
     from asr_base.kaldi import kaldi_hmm_gmm  # noqa: F401  (import order)
     from data_prep.lang.lang_dir import LangDir, load_topology
 
@@ -153,7 +156,7 @@ def mono_boundaries(run: AlignRun, mono, mono_tids: np.ndarray, refs: Path) -> d
 
     ctm = run.mono_ali / "phones.ctm"
     write_ctm(ctm, run.train, mono_tids, mono, run.lang)
-    aligned = len({int(r) for r in np.searchsorted(run.train.starts, np.flatnonzero(mono_tids > 0), side="right") - 1})
+    aligned = np.unique(np.searchsorted(run.train.starts, np.flatnonzero(mono_tids > 0), side="right") - 1).size
     return stage_summary({run.cfg.train_split: {"fraction_aligned": aligned / max(len(run.train.utt_ids), 1),
                                                 "sanity": {"boundaries": boundary_agreement(read_ctm(ctm), refs)}}})
 
