@@ -185,7 +185,7 @@ report_step() {
 
 # seed_runs "SEEDS" RECIPE FIRST LAST [RECIPE OPTIONS...]: error bars over seeds (the recipes' --seeds).
 # This run (seed $seed) is the first; every other seed S reruns the model stages FIRST..LAST of RECIPE in
-# seeds/seed_S, whose data/ and exp/{mono,tri,tri2,graph} are links to this run's (same corpus, features,
+# seeds/seed_S, whose data/ and exp/{mono,tri,tri2,tri3,graph} are links to this run's (same corpus, features,
 # alignment and graph: only the seed of the models differs). Then asr-kd report-seeds writes exp/seeds.md
 # (+ .json): every Table 1 cell and the recovered share as mean +- std over the runs.
 seed_runs() {
@@ -197,7 +197,7 @@ seed_runs() {
     d=seeds/seed_$s
     mkdir -p "$d/exp"
     ln -sfn ../../data "$d/data"
-    for x in mono tri tri2 graph; do
+    for x in mono tri tri2 tri3 graph; do
       if [ -e "exp/$x" ]; then ln -sfn "../../../exp/$x" "$d/exp/$x"; fi
     done
     log "seed $s: model stages $first..$last in $d"
