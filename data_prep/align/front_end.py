@@ -67,6 +67,15 @@ def splice_frames(x: np.ndarray, lengths, context: int) -> np.ndarray:
     return x[clamped_window(lengths, context)].reshape(x.shape[0], -1)
 
 
+def speaker_frames(speakers, lengths) -> list[tuple[str, np.ndarray]]:
+    """``(speaker, frame indices)`` of utterances concatenated with ``lengths`` frames each, speakers in order of
+    first appearance (integer codes repeated per frame: no per-frame Python objects)."""
+    names = list(dict.fromkeys(speakers))
+    code = {s: i for i, s in enumerate(names)}
+    per_frame = np.repeat(np.asarray([code[s] for s in speakers], dtype=np.int64), np.asarray(lengths, dtype=np.int64))
+    return [(s, np.flatnonzero(per_frame == i)) for i, s in enumerate(names)]
+
+
 @dataclass(eq=False)
 class FrontEnd:
     """Deltas of order ``deltas``, or ``splice`` frames each side times ``matrix`` (``(out, in)``, float64 holding
@@ -108,11 +117,9 @@ class FrontEnd:
             from data_prep.align.fmllr import apply_transform
 
             y = np.array(y, dtype=np.float32)  # a copy: never write into the caller's frames
-            spk_of_frame = np.repeat(np.asarray(speakers, dtype=object), np.asarray(lengths, dtype=np.int64))
-            for spk in dict.fromkeys(speakers):  # a chunk holds few speakers: one product each
+            for spk, rows in speaker_frames(speakers, lengths):  # a chunk holds few speakers: one product each
                 w = self.speakers.get(spk)
                 if w is not None:
-                    rows = np.flatnonzero(spk_of_frame == spk)
                     y[rows] = apply_transform(y[rows], w)
         return y
 

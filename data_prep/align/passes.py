@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_prep.align.front_end import FrontEnd
+from data_prep.align.front_end import FrontEnd, speaker_frames
 from data_prep.align.gmm import DiagGmmSet, GmmStats
 from data_prep.align.hmm import AlignOptions, GraphCompiler, HmmModel, viterbi_align
 from data_prep.align.split_data import SplitData, read_frames
@@ -154,10 +154,9 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
     if ctx.mllt:
         mllt = gmm.accumulate_mllt(x, lab)
     elif ctx.fmllr:  # per speaker, in order of first appearance
-        spk_of_frame = np.repeat(np.asarray(speakers, dtype=object), np.asarray(lengths, dtype=np.int64))
         fmllr = {}
-        for spk in dict.fromkeys(speakers):
-            sel = np.flatnonzero((spk_of_frame == spk) & (lab >= 0))
+        for spk, rows in speaker_frames(speakers, lengths):
+            sel = rows[lab[rows] >= 0]
             if sel.size:
                 fmllr[spk] = gmm.accumulate_fmllr(x[torch.from_numpy(sel)], lab[sel])
     elif ctx.accumulate:  # scores only the Gaussians of each frame's pdf
