@@ -59,7 +59,7 @@ def run_fmllr_init(run: AlignRun, tri2: HmmModel, gmm2: DiagGmmSet, front2: Fron
     """``trans.0``: every train speaker's transform from tri2's model and alignment."""
     cfg, train, d = run.cfg, run.train, tri3_dir(run)
     tri2_dir = Path(cfg.exp) / "tri2"
-    step = Step(d / ".trans0.stamp.json", "tri3 fmllr init", config=dict(beam=cfg.beam, retry_beam=cfg.retry_beam),
+    step = Step(d / ".trans0.stamp.json", "tri3 fmllr init", config={},  # no options: tri2's files decide
                 inputs={"alignment": tri2_ali(run, cfg.train_split) / "tid.npy", "model": tri2_dir / "final.mdl",
                         "transform": tri2_dir / "final.mat", **run.inputs(cfg.train_split, text=False)})
     if is_up_to_date(step, cfg.force, [d / "trans.0"]):
