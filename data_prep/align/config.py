@@ -80,16 +80,14 @@ class AlignStageConfig:
             raise ValueError(f"--deltas must be 0..3, got {self.deltas}")
         if self.lda_mllt and not (0 < self.lda_dim and 0 < self.splice):
             raise ValueError("--lda-mllt needs --lda-dim > 0 and --splice > 0")
-        if self.lda_mllt and (self.lda_gauss or self.tri_gauss) < (self.lda_leaves or self.num_leaves):
-            raise ValueError(f"the tri2 Gaussian budget {self.lda_gauss or self.tri_gauss} is below its "
-                             f"{self.lda_leaves or self.num_leaves} leaves (--lda-gauss / --lda-leaves): give at least "
-                             f"one Gaussian per tied state")
         if self.sat and not self.lda_mllt:
             raise ValueError("--sat trains on tri2's features: it needs --lda-mllt")
-        sat_leaves = self.sat_leaves or self.lda_leaves or self.num_leaves
-        if self.sat and (self.sat_gauss or self.lda_gauss or self.tri_gauss) < sat_leaves:
-            raise ValueError(f"the tri3 Gaussian budget is below its {sat_leaves} leaves (--sat-gauss / --sat-leaves): "
-                             f"give at least one Gaussian per tied state")
+        for system, on, flags in (("tri2", self.lda_mllt, "--lda-gauss / --lda-leaves"),
+                                  ("tri3", self.sat, "--sat-gauss / --sat-leaves")):
+            leaves, gauss = self.budget(system)
+            if on and gauss < leaves:
+                raise ValueError(f"the {system} Gaussian budget {gauss} is below its {leaves} leaves ({flags}): give "
+                                 f"at least one Gaussian per tied state")
         if not 0.0 <= self.max_oov_rate <= 1.0:
             raise ValueError(f"--max-oov-rate must be in [0, 1], got {self.max_oov_rate}")
         # A Gaussian budget below the number of states would leave every state with ONE Gaussian (splitting
@@ -98,3 +96,14 @@ class AlignStageConfig:
             raise ValueError(f"--tri-gauss {self.tri_gauss} is below --num-leaves {self.num_leaves}: the total "
                              f"Gaussian budget must be at least one per tied state (Kaldi: ~8-20 per state, "
                              f"e.g. 4200 leaves / 40000 Gaussians)")
+
+    def budget(self, system: str) -> tuple[int, int]:
+        """``(leaves, total Gaussians)`` of ``tri``, ``tri2`` or ``tri3``: a later system's 0 means the previous one's."""
+        leaves, gauss = self.num_leaves, self.tri_gauss
+        for name, lv, g in (("tri2", self.lda_leaves, self.lda_gauss), ("tri3", self.sat_leaves, self.sat_gauss)):
+            if system == "tri":
+                break
+            leaves, gauss = lv or leaves, g or gauss
+            if system == name:
+                break
+        return leaves, gauss

@@ -83,8 +83,7 @@ def run_lda(run: AlignRun, tri: HmmModel, tri_tids: np.ndarray) -> np.ndarray:
 
 def tri2_spec(run: AlignRun, lda: np.ndarray) -> TriSpec:
     cfg = run.cfg
-    leaves = cfg.lda_leaves or cfg.num_leaves
-    gauss = cfg.lda_gauss or cfg.tri_gauss
+    leaves, gauss = cfg.budget("tri2")
     front = FrontEnd(splice=cfg.splice, matrix=lda)
     return TriSpec("tri2", tri2_dir(run), tri1_train_ali(run), leaves, cfg.lda_iters, list(cfg.lda_realign), gauss,
                    cfg.seed + 2, front,

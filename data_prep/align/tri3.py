@@ -74,8 +74,7 @@ def run_fmllr_init(run: AlignRun, tri2: HmmModel, gmm2: DiagGmmSet, front2: Fron
 
 def tri3_spec(run: AlignRun, front: FrontEnd) -> TriSpec:
     cfg = run.cfg
-    leaves = cfg.sat_leaves or cfg.lda_leaves or cfg.num_leaves
-    gauss = cfg.sat_gauss or cfg.lda_gauss or cfg.tri_gauss
+    leaves, gauss = cfg.budget("tri3")
     d, tri2_dir = tri3_dir(run), Path(cfg.exp) / "tri2"
     return TriSpec("tri3", d, tri2_ali(run, cfg.train_split), leaves, cfg.sat_iters, list(cfg.sat_realign), gauss,
                    cfg.seed + 3, front,

@@ -156,3 +156,16 @@ def test_align_with_lda_mllt(make_lexicon, write_align_split, tmp_path, caplog):
     assert "tri2: rebuilding, option changed: mllt_iters" in caplog.text
     assert "tri2 lda: up to date" in caplog.text and "tri: up to date" in caplog.text
     json.loads((exp / "tri2/report.json").read_text())
+
+
+def test_later_systems_inherit_the_budget_and_refuse_fewer_gaussians_than_leaves():
+    from data_prep.align.config import AlignStageConfig
+
+    cfg = AlignStageConfig(num_leaves=100, tri_gauss=1000, lda_leaves=200, sat_gauss=3000, lda_mllt=True, sat=True)
+    assert [cfg.budget(s) for s in ("tri", "tri2", "tri3")] == [(100, 1000), (200, 1000), (200, 3000)]
+    with pytest.raises(ValueError, match="tri2 Gaussian budget 1000 is below its 2000 leaves"):
+        AlignStageConfig(num_leaves=100, tri_gauss=1000, lda_leaves=2000, lda_mllt=True)
+    with pytest.raises(ValueError, match="tri3 Gaussian budget 1000 is below its 2000 leaves"):
+        AlignStageConfig(num_leaves=100, tri_gauss=1000, sat_leaves=2000, lda_mllt=True, sat=True)
+    with pytest.raises(ValueError, match="needs --lda-mllt"):
+        AlignStageConfig(sat=True)
