@@ -11,8 +11,11 @@ real-time factor of every pass, and the arithmetic that projects them to 100 h a
 3. From ``report.json`` and the ``history.json`` of every system: seconds per sub-stage, RTF (wall / audio) of
    every pass over the train split (alignment + statistics, statistics only, MLLT), and the projection.
 
-**Projection.** The passes (scoring, Viterbi, statistics) run in ``--jobs`` worker processes and cost
-O(frames x Gaussians): projected as ``passes x (H' / H) x (G' / G) x (jobs / cores')``. The rest (tree
+**Projection.** The passes (scoring, Viterbi, statistics) run in ``--jobs`` worker processes. A statistics pass
+scores each frame against its own pdf's Gaussians, and an alignment pass against those of the pdfs of the
+utterance's training graph (a few hundred, set by the transcript's triphones, not by the tree's size), so both
+cost O(frames x Gaussians per pdf): projected as ``passes x (H' / H) x ((G' / P') / (G / P)) x (jobs / cores')``
+for P pdfs and G Gaussians. The rest (tree
 building, LDA / tree statistics, M-steps, mixture splitting) runs in the main process and is projected linearly
 in hours without any parallel speed-up (an upper bound: the M-step cost does not grow with hours).
 """
@@ -56,8 +59,9 @@ def main() -> None:
     ap.add_argument("--system", choices=["tri", "tri2", "tri3"], default="tri2",
                     help="the last system: tri (MFCC + deltas), tri2 (+ LDA+MLLT), tri3 (+ SAT)")
     ap.add_argument("--target-cores", type=int, default=32)
-    ap.add_argument("--targets", type=str, default="100:40000,960:150000",
-                    help="hours:Gaussians to project to (Kaldi's tri4b on 100 h, tri6b on 960 h)")
+    ap.add_argument("--targets", type=str, default="100:4200:40000,960:7000:150000,960:14000:150000",
+                    help="hours:leaves:Gaussians to project to (Kaldi's tri4b on 100 h, tri6b on 960 h, and "
+                         "the paper-like 14,000 leaves of conf/align_960h.conf)")
     args = ap.parse_args()
 
     d = Path(args.dir).resolve()
@@ -104,15 +108,17 @@ def main() -> None:
         print(f"  final alignment {p.parent.parent.parent.name}/{p.parent.name:<6s} {v['seconds']:7.1f} s  RTF {v['rtf']:.4f}")
     print(f"parallel passes {passes:.1f} s, the rest (main process) {rest:.1f} s")
     g_here = report.get(final, {}).get("num_gauss") or args.tri_gauss
-    print(f"projection to {args.target_cores} cores (passes x H'/H x G'/G x {args.jobs}/{args.target_cores} + rest x H'/H):")
+    per_pdf = g_here / report["num_tied_states"]
+    print(f"projection to {args.target_cores} cores (passes x H'/H x (G'/P') / (G/P) x {args.jobs}/{args.target_cores}"
+          f" + rest x H'/H; here G/P = {g_here} / {report['num_tied_states']} = {per_pdf:.1f}):")
     for target in args.targets.split(","):
-        hours, gauss = (float(v) for v in target.split(":"))
-        scale_h = hours / audio_h
-        par = passes * scale_h * gauss / g_here * args.jobs / args.target_cores
+        hours, leaves, gauss = (float(v) for v in target.split(":"))
+        scale_h, scale_g = hours / audio_h, gauss / leaves / per_pdf
+        par = passes * scale_h * scale_g * args.jobs / args.target_cores
         ser = rest * scale_h
-        print(f"  {hours:5.0f} h, {gauss:6.0f} Gaussians: {passes:.0f} x {scale_h:.1f} x {gauss / g_here:.2f} x "
-              f"{args.jobs}/{args.target_cores} = {par / 3600:.2f} h  +  {rest:.0f} x {scale_h:.1f} = {ser / 3600:.2f} h"
-              f"  ->  {(par + ser) / 3600:.1f} h")
+        print(f"  {hours:5.0f} h, {leaves:6.0f} leaves, {gauss:6.0f} Gaussians: {passes:.0f} x {scale_h:.1f} x "
+              f"{scale_g:.2f} x {args.jobs}/{args.target_cores} = {par / 3600:.2f} h  +  {rest:.0f} x {scale_h:.1f} = "
+              f"{ser / 3600:.2f} h  ->  {(par + ser) / 3600:.1f} h")
     sys.stdout.flush()
 
 

@@ -80,6 +80,16 @@ def _as_index(x) -> torch.Tensor:
     return torch.from_numpy(np.asarray(x, dtype=np.int64))
 
 
+def _segment_logsumexp(gl: torch.Tensor, starts: np.ndarray, counts: np.ndarray) -> torch.Tensor:
+    """Log-sum-exp over contiguous, non-empty column segments ``starts[i] : starts[i] + counts[i]`` of ``gl``."""
+    a = gl.detach().numpy() if gl.dtype == torch.float32 else gl.detach().to(torch.float32).numpy()
+    m = np.maximum.reduceat(a, starts, axis=1)
+    m = np.where(np.isfinite(m), m, np.float32(0.0))
+    s = np.add.reduceat(np.exp(a - np.repeat(m, counts, axis=1)), starts, axis=1)
+    with np.errstate(divide="ignore"):
+        return torch.from_numpy(m + np.log(s))
+
+
 def single_gaussian_stats(feats, pdf, num_pdfs: int) -> GmmStats:
     """Stats of one Gaussian per pdf from hard labels (frames with ``pdf < 0`` ignored)."""
     x = _as_tensor(feats).to(torch.float64)
@@ -169,12 +179,7 @@ class DiagGmmSet:
         column segments (no scatter)."""
         if not self._all_pdfs_have_gauss or gl.shape[0] == 0:
             return self._pdf_loglik_scatter(gl)
-        a = gl.detach().numpy() if gl.dtype == torch.float32 else gl.detach().to(torch.float32).numpy()
-        m = np.maximum.reduceat(a, self._gstart, axis=1)
-        m = np.where(np.isfinite(m), m, np.float32(0.0))
-        s = np.add.reduceat(np.exp(a - np.repeat(m, self._gend - self._gstart, axis=1)), self._gstart, axis=1)
-        with np.errstate(divide="ignore"):
-            return torch.from_numpy(m + np.log(s))
+        return _segment_logsumexp(gl, self._gstart, self._gend - self._gstart)
 
     def _pdf_loglik_scatter(self, gl: torch.Tensor) -> torch.Tensor:
         t = gl.shape[0]
@@ -184,9 +189,22 @@ class DiagGmmSet:
         s = gl.new_zeros((t, self.num_pdfs)).index_add_(1, self.gauss2pdf, torch.exp(gl - m[:, self.gauss2pdf]))
         return m + torch.log(s)
 
-    def log_likelihoods(self, feats) -> torch.Tensor:
-        """(T, num_pdfs) log p(x_t | pdf) for a whole utterance or batch."""
-        return self.pdf_loglik_from_gauss(self.gauss_loglik(feats))
+    def log_likelihoods(self, feats, pdfs: np.ndarray | None = None) -> torch.Tensor:
+        """(T, num_pdfs) log p(x_t | pdf) for a whole utterance or batch; with ``pdfs`` (sorted, unique) only
+        those columns, (T, len(pdfs)), scoring only their Gaussians (an utterance's training graph reaches a
+        few hundred of the model's pdfs). A column is the same number either way."""
+        if pdfs is None:
+            return self.pdf_loglik_from_gauss(self.gauss_loglik(feats))
+        pdfs = np.asarray(pdfs, dtype=np.int64)
+        counts = self._gend[pdfs] - self._gstart[pdfs]
+        if pdfs.size and int(counts.min()) == 0:
+            raise ValueError(f"pdf {int(pdfs[np.argmin(counts)])} has no Gaussians")
+        starts = np.cumsum(counts) - counts  # first column of every pdf among the selected Gaussians
+        gidx = np.repeat(self._gstart[pdfs] - starts, counts) + np.arange(int(counts.sum()))
+        gl = self._augment(_as_tensor(feats)) @ self._w_aug[:, torch.from_numpy(gidx)]
+        if gl.shape[0] == 0 or pdfs.size == 0:
+            return gl.new_zeros((gl.shape[0], pdfs.size))
+        return _segment_logsumexp(gl, starts, counts)
 
     # ------------------------------------------------------------------ training
     def _pdf_posteriors(self, feats, pdf):

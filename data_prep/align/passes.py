@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from data_prep.align.front_end import FrontEnd, speaker_frames
 from data_prep.align.gmm import DiagGmmSet, GmmStats
-from data_prep.align.hmm import AlignOptions, GraphCompiler, HmmModel, viterbi_align
+from data_prep.align.hmm import AlignOptions, GraphCompiler, HmmModel, graph_pdfs, viterbi_align
 from data_prep.align.split_data import SplitData, read_frames
 
 
@@ -126,10 +126,9 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
     offs = np.concatenate([[0], np.cumsum(lengths)])
     failed: dict[int, str] = {}
     tids_out: list[np.ndarray | None] = [None] * len(rows)
-    pdf_ll = None
-    if ctx.realign:  # full scoring (every pdf) only where the Viterbi needs it
-        pdf_ll = gmm.log_likelihoods(x).numpy()
+    if ctx.realign:  # each utterance scores only the pdfs its training graph reaches
         lab = np.full(x.shape[0], -1, dtype=np.int64)
+        frame_ll = np.zeros(x.shape[0], dtype=np.float32)  # of the aligned pdf (final pass report)
         for k, (r, u, w) in enumerate(zip(rows, utt_ids, words)):
             if w is None:
                 failed[r] = "no transcript"
@@ -140,7 +139,9 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
             except Exception as e:  # noqa: BLE001 (listed, never fatal)
                 failed[r] = f"graph compilation failed: {e}"
                 continue
-            res = viterbi_align(graph, pdf_ll[a:b], hmm, ctx.opts, u)
+            pdfs = graph_pdfs(graph, hmm)
+            pdf_ll = gmm.log_likelihoods(x[a:b], pdfs).numpy()
+            res = viterbi_align(graph, pdf_ll, hmm, ctx.opts, u, pdfs=pdfs)
             if not res.ok:
                 need = _min_frames(hmm, w)
                 failed[r] = (f"too short: {b - a} frames < {need} HMM states of the transcript" if b - a < need
@@ -148,8 +149,16 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
                 continue
             tids_out[k] = res.tids
             lab[a:b] = hmm.tid2pdf[res.tids]
+            frame_ll[a:b] = pdf_ll[np.arange(b - a), np.searchsorted(pdfs, lab[a:b])]
     else:
         lab = np.asarray(labels, dtype=np.int64)
+    ll = 0.0
+    nfr = 0
+    if ctx.realign and not ctx.accumulate:  # per-frame log-likelihood of the alignment (final pass report)
+        keep = np.flatnonzero(lab >= 0)
+        if keep.size:
+            ll = float(frame_ll[keep].astype(np.float64).sum())
+            nfr = int(keep.size)
     stats = tid_counts = mllt = fmllr = None
     if ctx.mllt:
         mllt = gmm.accumulate_mllt(x, lab)
@@ -164,13 +173,6 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
         good = [t for t in tids_out if t is not None]
         if good:
             tid_counts = np.bincount(np.concatenate(good), minlength=hmm.num_tids + 1).astype(np.float64)
-    ll = 0.0
-    nfr = 0
-    if ctx.realign and not ctx.accumulate:  # per-frame log-likelihood of the alignment (final pass report)
-        keep = np.flatnonzero(lab >= 0)
-        if keep.size:
-            ll = float(pdf_ll[keep, lab[keep]].astype(np.float64).sum())
-            nfr = int(keep.size)
     return ChunkResult(list(rows), tids_out, failed, stats, tid_counts, ll, nfr, mllt, fmllr)
 
 

@@ -3,6 +3,7 @@
 # from the recipe's output dir. Uses the caller's arrays data_opts, model_opts and the variables conf,
 # seed, num_teachers, jobs.
 #   codistill_step        n = num_teachers members trained together, each distilling the others -> exp/codistill
+#                         (the evaluation also takes any other exp/codistill*/ run, e.g. one across torchrun processes)
 #   small_students_step   students 3 x 192 and 3 x 96 of the teacher ensemble (-> exp/students_3x192, _3x96);
 #                         a thin-and-deep 6 x 128 student with FitNets hints (exp/fitnets_6x128) and without
 #                         (exp/students_6x128)
@@ -32,11 +33,13 @@ small_students_step() {
 
 # the decodable beyond systems as "NAME --model|--ensemble PATH" lines (the best student of each sweep dir)
 _beyond_systems() {
-  local name best
-  if [ -f exp/codistill/codistill.json ]; then
-    echo "codistill_member_00 --model exp/codistill/member_00/final.pt"
-    echo "codistill_ensemble --ensemble exp/codistill"
-  fi
+  local name best d
+  for d in exp/codistill*/; do  # the recipe's exp/codistill and any other run beside it (exp/codistill_2proc)
+    d=${d%/}
+    [ -f "$d/codistill.json" ] || continue
+    echo "${d#exp/}_member_00 --model $d/member_00/final.pt"
+    echo "${d#exp/}_ensemble --ensemble $d"
+  done
   while read -r name _; do
     [ -f "exp/$name/best.json" ] || continue
     best=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["best"])' "exp/$name/best.json")
@@ -50,7 +53,7 @@ beyond_eval_step() {
   local eval_splits=$1 decode_splits=$2 s name
   local -a dirs=()
   shift 2
-  [ -d exp/codistill ] && dirs+=(exp/codistill)
+  for s in exp/codistill*/; do [ -f "$s/codistill.json" ] && dirs+=("${s%/}"); done
   while read -r name _; do [ -d "exp/$name" ] && dirs+=("exp/$name"); done < <(_beyond_students)
   [ ${#dirs[@]} -gt 0 ] || return 0
   for s in $eval_splits; do

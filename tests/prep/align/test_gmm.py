@@ -32,6 +32,10 @@ def test_log_likelihoods_match_kaldi_diag_gmm():
         k.compute_gconsts()
         ref = np.array([k.log_likelihood(row) for row in x.numpy()])
         np.testing.assert_allclose(ours[:, p], ref, rtol=1e-4, atol=1e-3)
+    # a subset of pdfs (an utterance's graph) scores only their Gaussians, to the same bits
+    pdfs = np.arange(s.num_pdfs)[1::2]
+    assert np.array_equal(s.log_likelihoods(x, pdfs).numpy(), ours[:, pdfs])
+    assert s.log_likelihoods(x, np.array([], dtype=np.int64)).shape == (50, 0)
 
 
 def test_accumulate_single_gaussian_equals_hard_stats():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from data_prep.align.gmm import DiagGmmSet, single_gaussian_stats
-from data_prep.align.hmm import (AlignOptions, GraphCompiler, equal_align_states, frame_contexts,
+from data_prep.align.hmm import (AlignOptions, GraphCompiler, equal_align_states, frame_contexts, graph_pdfs,
                                  load_hmm, phone_segments, read_final_mdl, viterbi_align,
                                  write_final_mdl)
 
@@ -55,6 +55,30 @@ def test_viterbi_with_oracle_model_recovers_truth_and_segments(simulate_corpus, 
         ctx = frame_contexts(res.tids, mono, np.array([0]))
         assert ctx[0, 0] == 0 and ctx[-1, 2] == 0  # utterance boundaries
         assert (ctx[:, 1] == mono.tid2phone[res.tids]).all()
+        start += n
+
+
+def test_graph_pdfs_score_only_what_the_graph_reaches(simulate_corpus, lang, mono):
+    """graph_pdfs = the pdfs of the graph's arcs (read one by one); aligning on those columns only gives the
+    alignment of the full matrix, and each column is the full matrix's column bit for bit."""
+    import kaldifst
+
+    corpus = simulate_corpus(lang, num_utts=4, seed=5)
+    gmm = _oracle_gmm(corpus, mono)
+    comp = GraphCompiler(mono, lang.load_l_fst(), lang.disambig_phone_ids)
+    start = 0
+    for u, n in zip(corpus.utt_ids, corpus.lengths):
+        graph = comp.compile([lang.words[w] for w in corpus.text[u].split()])
+        arcs = {a.ilabel for s in range(graph.num_states) for a in kaldifst.ArcIterator(graph, s)} - {0}
+        pdfs = graph_pdfs(graph, mono)
+        assert pdfs.tolist() == sorted({int(mono.tid2pdf[t]) for t in arcs})
+        assert 0 < pdfs.size < mono.num_pdfs
+        x = torch.from_numpy(corpus.feats[start:start + n].astype(np.float32))
+        full = gmm.log_likelihoods(x).numpy()
+        sub = gmm.log_likelihoods(x, pdfs).numpy()
+        assert np.array_equal(sub, full[:, pdfs])
+        a, b = viterbi_align(graph, full, mono, AlignOptions(), u), viterbi_align(graph, sub, mono, pdfs=pdfs)
+        assert a.ok and np.array_equal(a.tids, b.tids)
         start += n
 
 
