@@ -4,15 +4,16 @@
 # seed, num_teachers, jobs.
 #   codistill_step        n = num_teachers members trained together, each distilling the others -> exp/codistill
 #                         (the evaluation also takes any other exp/codistill*/ run, e.g. one across torchrun processes)
-#   small_students_step   students 3 x 192 and 3 x 96 of the teacher ensemble (-> exp/students_3x192, _3x96);
-#                         a thin-and-deep 6 x 128 student with FitNets hints (exp/fitnets_6x128) and without
-#                         (exp/students_6x128)
+#   small_students_step   students 3 x 192 and 3 x 96 of the teacher ensemble (-> exp/students_3x192, _3x96),
+#                         3 x 192 also with FitNets hints (exp/fitnets_3x192); a thin-and-deep 6 x 128 student
+#                         with hints (exp/fitnets_6x128) and without (exp/students_6x128)
 #   beyond_eval_step      frame accuracy on dev/test, acoustic-model speed on the CPU, decoding of dev (tuning) and test
 
 # the student sweep dirs of small_students_step, with their options
 _beyond_students() {
   echo "students_3x192 distill --student-hidden-dim 192"
   echo "students_3x96 distill --student-hidden-dim 96"
+  echo "fitnets_3x192 fitnets --student-hidden-dim 192 --hint-epochs 1"
   echo "fitnets_6x128 fitnets --student-hidden-layers 6 --student-hidden-dim 128 --hint-epochs 1"
   echo "students_6x128 fitnets --student-hidden-layers 6 --student-hidden-dim 128 --hint-epochs 0"
 }

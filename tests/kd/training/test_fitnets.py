@@ -43,6 +43,7 @@ def test_hints_then_distillation(setup):
     hint = read_json(hinted / "hint/hint.json")
     assert (hint["teacher_hint_layer"], hint["student_guided_layer"]) == (1, 2)
     assert hint["log"][1]["dev_hint_loss"] < hint["log"][0]["dev_hint_loss"]
+    assert hint["guided_rescale"] > 0 and hint["guided_init_rms"] > 0
     student = load_model(hinted / "T2/final.pt")
     assert (student.config.hidden_layers, student.config.hidden_dim) == (4, 8)
     assert read_json(hinted / "T2/config.json")["num_parameters"] == student.num_parameters()
@@ -51,3 +52,21 @@ def test_hints_then_distillation(setup):
     # a student file of the wrong architecture is a clear error
     with pytest.raises(SystemExit):
         main(["distill", *args[:-4], "--init-student", str(hinted / "hint/hint.pt"), "--out", str(root / "bad")])
+
+
+def test_match_init_scale_restores_the_scale_not_the_features():
+    from asr_kd.training.fitnets import match_init_scale
+
+    torch.manual_seed(0)
+    guided = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU())
+    x = torch.randn(64, 6)
+    with torch.no_grad():
+        before = guided(x)
+        init_rms = float(before.pow(2).mean().sqrt())
+        guided[2].weight.mul_(7.0)  # what the hint stage does to the scale
+        guided[2].bias.mul_(7.0)
+        assert match_init_scale(guided, x, init_rms) == pytest.approx(7.0, rel=1e-5)
+        torch.testing.assert_close(guided(x), before, rtol=1e-5, atol=1e-6)  # ReLU is positively homogeneous
+        dead = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU())
+        dead[0].weight.zero_(); dead[0].bias.fill_(-1.0)
+        assert match_init_scale(dead, x, init_rms) == 1.0
