@@ -157,13 +157,16 @@ def fitnets_section(run: RunSummary, sources: list[str]) -> str:
         body.append([f"`{h.parent.parent.name}`", Path(rep.get("hint_teacher", DASH)).name,
                      fmt_int(rep.get("teacher_hint_layer")), _arch(rep.get("student", {})),
                      fmt_int(rep.get("student_guided_layer")), fmt_int(rep.get("epochs")),
-                     fmt(log[0]["dev_hint_loss"], 4) if log else DASH, fmt(log[-1]["dev_hint_loss"], 4) if log else DASH])
+                     fmt(log[0]["dev_hint_loss"], 4) if log else DASH, fmt(log[-1]["dev_hint_loss"], 4) if log else DASH,
+                     fmt(rep["guided_rescale"], 2) if "guided_rescale" in rep else DASH])
     head = ["Run", "Hint teacher", "Teacher layer", "Student", "Guided layer", "Hint epochs",
-            "Dev hint loss (first epoch)", "(last epoch)"]
-    return "\n".join([md_table(head, body, "llrlrrrr"), "",
+            "Dev hint loss (first epoch)", "(last epoch)", "Guided layer scaled by 1/"]
+    return "\n".join([md_table(head, body, "llrlrrrrr"), "",
                       "Stage 1 fits the student's guided layer through a linear regressor to the teacher's hint layer "
-                      "(squared error); stage 2 distils the whole student from there. The students with and without "
-                      "hints are compared in *Student sizes*.", ""])
+                      "(squared error); before stage 2 the guided layer is scaled back to its initial RMS activation "
+                      "(the hint fixes its features, not their scale; `asr_kd.training.fitnets`), and stage 2 distils "
+                      "the whole student from there. The students with and without hints are compared in *Student "
+                      "sizes*.", ""])
 
 
 def beyond_markdown(run: RunSummary) -> str:

@@ -37,7 +37,7 @@ def test_beyond_sections(tmp_path):
     write_json(exp / "fitnets_6x64/hint/hint.json", {
         "hint_teacher": "exp/teachers/member_00", "teacher_hint_layer": 2, "student_guided_layer": 3,
         "student": {"hidden_layers": 6, "hidden_dim": 64}, "epochs": 1,
-        "log": [{"epoch": 0, "train_hint_loss": 0.5, "dev_hint_loss": 0.1234}]})
+        "log": [{"epoch": 0, "train_hint_loss": 0.5, "dev_hint_loss": 0.1234}], "guided_rescale": 6.789})
     write_json(exp / "results/frame_acc_test.json", {"splits": {"test": {"frame_acc": {
         "codistill/member_00": 40.0, "codistill/member_01": 42.0, "codistill/ensemble_arithmetic": 45.5,
         "students_3x96/T2": 38.25, "fitnets_6x64/T5": 37.5}}}})
@@ -54,5 +54,5 @@ def test_beyond_sections(tmp_path):
     assert "| 321 | 556 |" in text and "2 processes" in text
     assert "| students_3x96/T2 | 3 × 96 | 123,456 | no | — | 38.25 |" in text and "12,346" in text
     assert "| fitnets_6x64/T5 | 6 × 64 | 65,432 | yes |" in text and "23,457" in text
-    assert "| `fitnets_6x64` | member_00 | 2 | 6 × 64 | 3 | 1 | 0.1234 | 0.1234 |" in text
+    assert "| `fitnets_6x64` | member_00 | 2 | 6 × 64 | 3 | 1 | 0.1234 | 0.1234 | 6.79 |" in text
     assert str(exp / "codistill/codistill.json") in run.sources
