@@ -62,14 +62,21 @@ def main() -> None:
     ap.add_argument("--targets", type=str, default="100:4200:40000,960:7000:150000,960:14000:150000",
                     help="hours:leaves:Gaussians to project to (Kaldi's tri4b on 100 h, tri6b on 960 h, and "
                          "the paper-like 14,000 leaves of conf/align_960h.conf)")
+    ap.add_argument("--reuse-data", action="store_true",
+                    help="align the data/ of an earlier run as it is (stages 0-3 not run; the corpus audio may be gone)")
     args = ap.parse_args()
 
     d = Path(args.dir).resolve()
     d.mkdir(parents=True, exist_ok=True)
     log = d / "bench.log"
     env_bin = REPO / ".venv" / "bin"
-    t_prep = run(["bash", str(REPO / "recipes/mini/run.sh"), "--dir", str(d), "--stop-stage", "3",
-                  "--train-hours", f"{args.hours:g}", "--jobs", str(args.jobs)], log)
+    if args.reuse_data:
+        if not (d / "data/mfcc/train/feats.npy").is_file() or not (d / "data/lang").is_dir():
+            raise SystemExit(f"--reuse-data: no MFCC store / lang dir under {d / 'data'}")
+        t_prep = 0.0
+    else:
+        t_prep = run(["bash", str(REPO / "recipes/mini/run.sh"), "--dir", str(d), "--stop-stage", "3",
+                      "--train-hours", f"{args.hours:g}", "--jobs", str(args.jobs)], log)
     align = [str(env_bin / "data-prep"), "align", "--lang", str(d / "data/lang"), "--fbank-dir", str(d / "data/mfcc"),
              "--deltas", "2", "--data-dir", str(d / "data"), "--exp", str(d / "exp"), "--splits", "train", "dev", "test",
              "--jobs", str(args.jobs), "--num-leaves", str(args.num_leaves), "--tri-gauss", str(args.tri_gauss),
@@ -90,7 +97,7 @@ def main() -> None:
 
     print(f"# aligner scale benchmark: {audio_h:.2f} h of train speech, {report['num_tied_states']} tied states, "
           f"{report.get(final, {}).get('num_gauss')} Gaussians, {args.jobs} jobs, {os.cpu_count()} cores here")
-    print(f"corpus + features + lang (recipe stages 0-3): {t_prep:8.1f} s")
+    print(f"corpus + features + lang (recipe stages 0-3): {t_prep:8.1f} s" + ("  (reused)" if args.reuse_data else ""))
     print(f"data-prep align, whole stage                : {t_align:8.1f} s   peak RSS of the largest process "
           f"{peak_gb:.2f} GB")
     for name, sec in report.get("stage_seconds", {}).items():
