@@ -51,10 +51,10 @@ _beyond_systems() {
 # beyond_eval_step "EVAL SPLITS" "DECODE SPLITS" [DECODE OPTIONS...]: DECODE SPLITS as in decode_all_models
 # ("dev test:dev": dev picks each system's LM weight / penalty, test is decoded at dev's point)
 beyond_eval_step() {
-  local eval_splits=$1 decode_splits=$2 s name
+  local eval_splits=$1 decode_splits=$2 s name d
   local -a dirs=()
   shift 2
-  for s in exp/codistill*/; do [ -f "$s/codistill.json" ] && dirs+=("${s%/}"); done
+  for d in exp/codistill*/; do [ -f "$d/codistill.json" ] && dirs+=("${d%/}"); done
   while read -r name _; do [ -d "exp/$name" ] && dirs+=("exp/$name"); done < <(_beyond_students)
   [ ${#dirs[@]} -gt 0 ] || return 0
   for s in $eval_splits; do
