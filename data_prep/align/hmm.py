@@ -158,11 +158,13 @@ def viterbi_align(graph, pdf_loglik: np.ndarray, hmm: HmmModel, opts: AlignOptio
     khg = _khg()
     if graph.start == -1 or graph.num_states == 0:
         return AlignResult(False, None, "empty training graph")
-    if pdfs is not None:  # columns for every pdf; the graph never reads the filler
-        full = np.full((pdf_loglik.shape[0], hmm.num_pdfs), -1e10, dtype=np.float32)
-        full[:, pdfs] = pdf_loglik
-        pdf_loglik = full
-    scores = np.ascontiguousarray(opts.acoustic_scale * pdf_loglik[:, hmm.tid2pdf[1:]], dtype=np.float32)
+    tid_cols = hmm.tid2pdf[1:]
+    if pdfs is not None:  # pdf -> its column, other pdfs -> an appended filler column the graph never reads
+        col = np.full(hmm.num_pdfs, len(pdfs), dtype=np.int64)
+        col[pdfs] = np.arange(len(pdfs))
+        tid_cols = col[tid_cols]
+        pdf_loglik = np.concatenate([pdf_loglik, np.full((pdf_loglik.shape[0], 1), -1e10, np.float32)], axis=1)
+    scores = np.ascontiguousarray(opts.acoustic_scale * pdf_loglik[:, tid_cols], dtype=np.float32)
     decodable = khg.DecodableCtc(scores)
     cfg = khg.AlignConfig(beam=opts.beam, retry_beam=opts.retry_beam, careful=opts.careful)
     num_done, num_err, num_retried, _like, _frames, ali, _words = khg.align_utterance_wrapper(
