@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 
@@ -20,8 +21,16 @@ def init_distributed() -> tuple[int, int, int]:
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
+        # leave the group before the interpreter exits: a gloo group torn down by the exit itself aborted one rank
+        # now and then ("terminate called without an active exception", SIGABRT) after its work was done
+        atexit.register(_leave_group)
         log.info("data parallel: rank %d of %d (%s)", rank, world, backend)
     return rank, world, local_rank
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
