@@ -95,7 +95,7 @@ def score_points(cfg: DecodeConfig, result, data, failures: dict, vocab: set, re
              "tuned_on": str(tuning_dir(cfg.tune_from, rescored) / SWEEP) if cfg.tune_from else None, "points": rows}
     if rescored:
         sweep.update(rescore_arpa=cfg.decoder_config.rescore_arpa,
-                     graph_arpa=cfg.decoder_config.rescore_graph_arpa, nbest=cfg.decoder_config.rescore_nbest)
+                     graph_arpa=cfg.decoder_config.rescore_graph_arpa)
     write_json(out / SWEEP, sweep)
     return sweep
 
@@ -268,8 +268,7 @@ def rescored_results(cfg: DecodeConfig, result, data, failures: dict, vocab: set
     s0 = cfg.decoder_config.acoustic_scale
     untuned = next(r for r in sweep["points"] if (r["acoustic_scale"], r["penalty"]) == (s0, 0.0))
     summary = write_results(out, wer, {"one_best": list(point), "untuned_wer": untuned["wer"],
-                                       "rescore_arpa": sweep["rescore_arpa"], "graph_arpa": sweep["graph_arpa"],
-                                       "nbest": sweep["nbest"]})
+                                       "rescore_arpa": sweep["rescore_arpa"], "graph_arpa": sweep["graph_arpa"]})
     log.info("%s: rescored with %s: WER %.2f%% at acoustic scale %g, penalty %g", cfg.out, sweep["rescore_arpa"],
              wer.total.wer, *point)
     return {k: summary[k] for k in ("wer", "errors", "ref_words", "one_best", "rescore_arpa")}

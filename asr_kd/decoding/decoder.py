@@ -66,7 +66,6 @@ class DecoderConfig:
     rescore_graph_arpa: str | None = option(None, help="the graph's own ARPA LM, whose scores are replaced "
                                                        "(default: the one the graph's manifest.json names, "
                                                        "checked against its digest)")
-    rescore_nbest: int = option(100, help="distinct word sequences rescored per lattice and point")
     rescore_one_best: tuple[float, ...] = option((), cli=False, help="(acoustic scale, penalty) of the rescored "
                                                                      "hypothesis; empty: (acoustic_scale, 0)")
 
@@ -82,8 +81,6 @@ class DecoderConfig:
             raise ValueError(f"one_best and rescore_one_best are (acoustic scale, penalty): {self}")
         if self.rescore_arpa and self.lattice_beam <= 0:
             raise ValueError("rescoring (rescore_arpa) needs lattices (lattice_beam > 0)")
-        if self.rescore_nbest < 1:
-            raise ValueError(f"rescore_nbest must be >= 1, got {self.rescore_nbest}")
         if self.lattice_beam < 0 or any(x <= 0 for x in self.sweep_acoustic_scales):
             raise ValueError(f"lattice_beam must be >= 0 and sweep scales positive: {self}")
 
@@ -304,9 +301,8 @@ def decode_all(graph: str | os.PathLike, items: Iterable[tuple[str, np.ndarray]]
 
         if not config.rescore_graph_arpa:
             raise ValueError("rescoring needs the graph's own ARPA LM (rescore_graph_arpa)")
-        _RESCORER = LmRescorer.load(config.rescore_graph_arpa, config.rescore_arpa, words, config.rescore_nbest)
-        log.info("rescoring lattices: %s -> %s, %d best word sequences per point", config.rescore_graph_arpa,
-                 config.rescore_arpa, config.rescore_nbest)
+        _RESCORER = LmRescorer.load(config.rescore_graph_arpa, config.rescore_arpa, gdir / "words.txt")
+        log.info("rescoring lattices by composition: %s -> %s", config.rescore_graph_arpa, config.rescore_arpa)
     out = DecodeOutput()
     bar = tqdm(total=total, desc="decode", unit="utt", disable=None)
 

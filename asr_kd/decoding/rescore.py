@@ -1,41 +1,46 @@
-"""LM rescoring of lattices with a bigger n-gram model (Kaldi's ``steps/lmrescore.sh``), on n-best lists.
+"""LM rescoring of lattices with a bigger n-gram model by composition with the LM difference (Kaldi's
+``steps/lmrescore.sh``, mode 3).
 
-Kaldi rescores a determinized word lattice: it subtracts the old LM's score of every path
-(``lattice-lmrescore --lm-scale=-1`` with the graph's G) and adds the new one's (``--lm-scale=1``), keeping
-the acoustic cost apart so that ``score.sh`` can still sweep the LM weight. The installed kaldi-decoder has
-no lattice determinization (see :mod:`asr_kd.decoding.lattice`), so this module does the same on the ``N``
-best *distinct word sequences* of each lattice, per acoustic scale of the sweep:
+Kaldi removes the old LM's score from a determinized word lattice and adds the new one's by composing with
+the two G.fsts (``lattice-scale --lm-scale=-1 | lattice-compose G_old | lattice-determinize |
+lattice-scale --lm-scale=-1 | lattice-compose G_new | lattice-determinize``), keeping the acoustic cost
+apart so that ``score.sh`` can still sweep the LM weight. kaldifst composes and determinizes only
+single-weight (tropical) FSTs, and the installed kaldi-decoder has no lattice determinization (see
+:mod:`asr_kd.decoding.lattice`), so the same operations run once per point of the sweep, on the lattice's
+word acceptor at that point's acoustic scale:
 
-1. the raw state-level lattice becomes a word acceptor whose arc weights are ``graph + r * acoustic``
-   (``r = scale / decoding scale``), through OpenFst's text format (``Lattice.to_str`` ->
-   ``kaldifst.compile``: the one conversion between the two arc types the bindings offer; the text is parsed
-   by regular expressions into numpy arrays once per lattice and written back with numpy string operations);
-2. ``kaldifst.determinize_star`` (epsilon removal + determinization, C++) keeps each word sequence once,
-   with the cost of its best alignment; ``kaldifst.shortest_path(n=N)`` gives its ``N`` best;
-3. each hypothesis' total cost gets ``new LM cost - old LM cost`` (exact back-off scores of
-   ``<s> words </s>``, natural-log units as in G.fst); the cheapest is the rescored best path of that point.
-   A word insertion penalty is on the word arcs of step 1, as Kaldi's ``lattice-add-penalty``.
+1. the raw state-level lattice becomes a word acceptor with arc weights ``graph + r * acoustic`` (``r =
+   scale / decoding scale``; a word insertion penalty on the word arcs, as Kaldi's ``lattice-add-penalty``),
+   through OpenFst's text format (``Lattice.to_str`` -> ``kaldifst.compile``, the one conversion between
+   the two arc types the bindings offer; parsed once per lattice into numpy arrays);
+2. ``determinize_star`` (epsilon removal + determinization, C++) keeps each word sequence once, with the
+   cost of its best alignment;
+3. **old LM out**: weights negated, composed with the graph's G (back-off arcs as epsilons), determinized:
+   the minimum over G's paths of ``-cost + G`` is ``-(cost - G_min)``; negated back, each word sequence has
+   lost exactly the LM cost the decoding graph gave it (HCLG took the cheapest path through G too);
+4. **new LM in**: composed with the new G (back-off arcs as epsilons); the shortest path is the rescored
+   best path of that point.
 
-Rescoring ``N`` best paths instead of the whole lattice misses only hypotheses outside the first pass's
-``N`` best at that scale (``--rescore-nbest``, default 100; Kaldi's RNNLM n-best rescoring uses the same
-scheme). With the graph's own LM as the "new" one the rescored best path is the first pass's best path
-(tested); each sweep point costs one conversion and determinization (measured on a few mini dev utterances
-with other jobs running: 0.3-0.7 s per utterance for 12 points, against 1.5-2 s to generate its lattice).
+Step 4 takes the cheapest path through the new G, as the first-pass graph does with the old one, where
+Kaldi's mode 3 follows a back-off arc only when no explicit n-gram exists (OpenFst's phi matcher, which the
+bindings do not expose): a hypothesis can get a back-off score lower than its explicit n-gram's. Both Gs
+come from ``kaldilm.arpa2fst`` (C++), so any ARPA kaldilm reads can be used, with G's memory: in the worker
+processes the Gs are shared copy-on-write (forked after loading).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from asr_base.kaldi import kaldifst
+from asr_kd.decoding.graph import make_g, map_input_labels
 from asr_kd.decoding.lattice import Point
-from asr_kd.decoding.lm import NgramLM, read_arpa
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 # src dst ilabel olabel [graph,acoustic] (OpenFst prints no weight for One, i.e. (0, 0))
 _ARC = re.compile(r"^(\d+)\s+(\d+)\s+\d+\s+(\d+)(?:\s+(\S+),(\S+))?$", re.M)
 _FINAL = re.compile(r"^(\d+)(?:\s+(\S+),(\S+))?$", re.M)  # state [graph,acoustic]
+# the weight of a printed StdFst line: the 5th field of an arc or the 2nd of a final state
+_WEIGHT = re.compile(r"^((?:\S+[ \t]+){4}|\S+[ \t]+)(?=\S+$)", re.M)
 
 
 @dataclass
@@ -78,52 +85,67 @@ class ParsedLattice:
                                 np.strings.add(np.strings.add(self.final_states, " "), fw.astype(str))])
         return kaldifst.compile("\n".join(lines.tolist()) + "\n", acceptor=True)
 
+    def word_lattice(self, ratio: float, penalty: float = 0.0):
+        """The determinized word acceptor at ``ratio`` / ``penalty``: each word sequence once, with the cost of
+        its best path."""
+        acc = self.word_acceptor(ratio, penalty)
+        kaldifst.determinize_star(acc)
+        return acc
 
-def word_nbest(parsed: ParsedLattice, ratio: float, penalty: float, n: int) -> list[tuple[tuple[int, ...], float]]:
-    """The ``n`` best distinct word sequences of the lattice at acoustic ratio ``ratio`` and word insertion
-    penalty ``penalty``, with their costs (best first)."""
-    acc = parsed.word_acceptor(ratio, penalty)
-    kaldifst.determinize_star(acc)
-    out = []
-    for path in kaldifst.convert_nbest_to_vector(kaldifst.shortest_path(acc, n=n)):
-        ok, _, words, weight = kaldifst.get_linear_symbol_sequence(path)
-        if ok:
-            out.append((tuple(int(w) for w in words), float(weight.value)))
-    return sorted(out, key=lambda h: (h[1], h[0]))
+
+def negated(fst):
+    """A copy of a StdFst with every arc and final weight negated (Kaldi's ``lattice-scale --lm-scale=-1``
+    on a single-weight FST; kaldifst has no weight map, so through the text format)."""
+    text = _WEIGHT.sub(r"\1-", fst.to_str()).replace("--", "")
+    return kaldifst.compile(text)
+
+
+def best_words(fst) -> tuple[list[int], float]:
+    """Output labels (epsilons dropped) and cost of the shortest path; ``([], inf)`` for an empty FST."""
+    ok, _, words, weight = kaldifst.get_linear_symbol_sequence(kaldifst.shortest_path(fst))
+    return (list(int(w) for w in words), float(weight.value)) if ok else ([], float("inf"))
+
+
+def load_g(arpa: str | Path, words_txt: str | Path):
+    """An ARPA LM as an acceptor over ``words_txt``'s ids with its back-off arcs as epsilons (Kaldi's
+    ``fstproject --project_output=true G.fst``), arc-sorted on input labels."""
+    symbols = dict(line.split()[:2] for line in Path(words_txt).read_text(encoding="utf-8").splitlines() if line)
+    G = make_g(arpa, words_txt)
+    if "#0" in symbols:
+        table = np.arange(max(int(v) for v in symbols.values()) + 1)
+        table[int(symbols["#0"])] = 0
+        G = map_input_labels(G, table)
+        G = kaldifst.StdVectorFst(G)
+    kaldifst.arcsort(G, sort_type="ilabel")
+    return G
 
 
 @dataclass
 class LmRescorer:
-    """Replaces the graph's LM score (``old``) of every hypothesis by ``new``'s. ``words``: graph word ids ->
-    words."""
+    """Replaces the graph's LM score (``old``, a G acceptor) of every hypothesis by ``new``'s."""
 
-    old: NgramLM
-    new: NgramLM
-    words: list[str]
-    nbest: int = 100
-    _delta: dict[tuple[int, ...], float] = field(default_factory=dict, repr=False)
+    old: object  # kaldifst.StdVectorFst
+    new: object
 
     @classmethod
-    def load(cls, old_arpa: str | Path, new_arpa: str | Path, words: list[str], nbest: int) -> "LmRescorer":
-        return cls(read_arpa(old_arpa), read_arpa(new_arpa), words, nbest)
+    def load(cls, old_arpa: str | Path, new_arpa: str | Path, words_txt: str | Path) -> "LmRescorer":
+        return cls(load_g(old_arpa, words_txt), load_g(new_arpa, words_txt))
 
-    def delta(self, word_ids: tuple[int, ...]) -> float:
-        """New LM cost - old LM cost of ``<s> words </s>`` (costs: negated natural-log probabilities)."""
-        d = self._delta.get(word_ids)
-        if d is None:
-            ws = [self.words[w] for w in word_ids]
-            d = self.old.sentence_logprob(ws) - self.new.sentence_logprob(ws)
-            if len(self._delta) > 200_000:  # one utterance's hypotheses share most entries; bound the cache
-                self._delta.clear()
-            self._delta[word_ids] = d
-        return d
+    def rescore(self, word_lattice):
+        """A determinized word acceptor with the old LM's cost of every word sequence replaced by the new
+        LM's (steps 3-4 of the module doc)."""
+        neg = negated(word_lattice)
+        kaldifst.arcsort(neg, sort_type="olabel")
+        without_old = kaldifst.compose(neg, self.old)
+        kaldifst.determinize_star(without_old)
+        back = negated(without_old)
+        kaldifst.arcsort(back, sort_type="olabel")
+        return kaldifst.compose(back, self.new)
 
     def best_paths(self, lat, points: Iterable[Point], decode_scale: float) -> dict[Point, list[int]]:
         """The rescored best word sequence of the lattice at every (acoustic scale, penalty) point."""
         parsed = ParsedLattice.of(lat)
         out: dict[Point, list[int]] = {}
         for scale, penalty in dict.fromkeys(points):
-            hyps = word_nbest(parsed, scale / decode_scale, penalty, self.nbest)
-            best = min(((cost + self.delta(ws), ws) for ws, cost in hyps), default=(0.0, ()))
-            out[(scale, penalty)] = list(best[1])
+            out[(scale, penalty)] = best_words(self.rescore(parsed.word_lattice(scale / decode_scale, penalty)))[0]
         return out

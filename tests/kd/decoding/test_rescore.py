@@ -1,5 +1,5 @@
 """LM rescoring of lattices: ARPA files read back exactly, rescoring with the graph's own LM is the first pass,
-and a new LM moves the best path towards what it prefers, by exactly its score difference."""
+and a new LM moves the best path towards what it prefers, by exactly its score difference over the whole lattice."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from asr_base.kaldi import kaldifst
 from asr_kd.decoding.decoder import DecoderConfig, WfstDecoder, best_path_words, decode_matrices, read_words
 from asr_kd.decoding.lattice import generate_lattice, sweep
 from asr_kd.decoding.lm import LMConfig, estimate, read_arpa
-from asr_kd.decoding.rescore import LmRescorer, ParsedLattice, word_nbest
+from asr_kd.decoding.rescore import LmRescorer, ParsedLattice, best_words, negated
 
 TEXT = [["CAT", "DOG"], ["DOG", "BIRD"], ["BIRD", "CAT", "DOG"], ["CAT"], ["DOG", "DOG", "CAT"], ["BIRD"]]
 
@@ -55,10 +56,26 @@ def test_read_arpa_rejects_a_wrong_header(tmp_path):
         read_arpa(tmp_path / "bad.arpa")
 
 
+def _nbest(word_lattice, n):
+    """Every distinct word sequence of a determinized word acceptor (up to ``n``) with its cost."""
+    out = []
+    for path in kaldifst.convert_nbest_to_vector(kaldifst.shortest_path(word_lattice, n=n)):
+        ok, _, words, weight = kaldifst.get_linear_symbol_sequence(path)
+        assert ok
+        out.append((tuple(int(w) for w in words), float(weight.value)))
+    return out
+
+
+def _g_cost(G, words):
+    """The cheapest path's cost of ``words`` through G (back-off arcs as epsilons)."""
+    lin = kaldifst.make_linear_acceptor(list(words))
+    kaldifst.arcsort(lin, sort_type="olabel")
+    return best_words(kaldifst.compose(lin, G))[1]
+
+
 def test_rescoring_with_the_graph_lm_is_the_first_pass(toy, system):
     lang, ctx, gdir, small, _ = system
-    words = read_words(gdir / "words.txt")
-    same = LmRescorer.load(small, small, words, nbest=50)
+    same = LmRescorer.load(small, small, gdir / "words.txt")
     dec = WfstDecoder(gdir)
     points = [(s, p) for p in (0.0, 1.5) for s in (0.05, 0.1, 0.3)]
     mats = _ambiguous(ctx, 4, 3)
@@ -74,40 +91,62 @@ def test_rescoring_with_the_graph_lm_is_the_first_pass(toy, system):
         assert len(parsed.graph) == sum(lat.num_arcs(s) for s in range(lat.num_states))  # every arc parsed
         for k in points:
             assert rescored[k] == first[k][0], (utt, k)
-            best_words, best_cost = word_nbest(parsed, k[0] / 0.1, k[1], 5)[0]
-            assert list(best_words) == first[k][0]
-            assert best_cost == pytest.approx(first[k][2], abs=1e-3)  # the n-best's costs are the lattice's
+            word_lat = parsed.word_lattice(k[0] / 0.1, k[1])
+            words, cost = best_words(word_lat)
+            assert words == first[k][0]
+            assert cost == pytest.approx(first[k][2], abs=1e-3)  # the word lattice's costs are the lattice's
+            # old LM out, same LM in: every word sequence keeps its cost
+            assert best_words(same.rescore(word_lat))[1] == pytest.approx(cost, abs=1e-3)
             checked += 1
     assert checked == len(mats) * len(points)
 
 
 def test_rescoring_applies_the_new_lm_score_difference(system):
+    """Over the whole lattice: the rescored best path is the word sequence with the lowest ``cost - old G +
+    new G`` (each G's cheapest path), and a G's cheapest path is never above the exact back-off score."""
     lang, ctx, gdir, small, big = system
     words = read_words(gdir / "words.txt")
-    r = LmRescorer.load(small, big, words, nbest=50)
-    dec = WfstDecoder(gdir)
+    r = LmRescorer.load(small, big, gdir / "words.txt")
+    exact = {"old": read_arpa(small), "new": read_arpa(big)}
     bird = words.index("BIRD")
+    dec = WfstDecoder(gdir)
     moved = 0
     for utt, m in _ambiguous(ctx, 5, 11).items():
         lat = generate_lattice(dec.fst, m * np.float32(0.1), 12.0, 5.0)
-        parsed = ParsedLattice.of(lat)
-        hyps = word_nbest(parsed, 1.0, 0.0, 50)
-        assert len({h for h, _ in hyps}) == len(hyps) > 1  # distinct word sequences
-        new_cost = {h: c + r.old.sentence_logprob([words[w] for w in h]) - r.new.sentence_logprob(
-            [words[w] for w in h]) for h, c in hyps}
-        got = tuple(r.best_paths(lat, [(0.1, 0.0)], 0.1)[(0.1, 0.0)])
-        assert new_cost[got] == pytest.approx(min(new_cost.values()), abs=1e-6)
+        word_lat = ParsedLattice.of(lat).word_lattice(1.0, 0.0)
+        hyps = _nbest(word_lat, 10_000)
+        assert 1 < len(hyps) < 10_000  # every word sequence of the lattice, each once
+        assert len({h for h, _ in hyps}) == len(hyps)
+        new_cost = {}
+        for h, c in hyps:
+            g = {"old": _g_cost(r.old, h), "new": _g_cost(r.new, h)}
+            for k in g:
+                assert g[k] <= -exact[k].sentence_logprob([words[w] for w in h]) + 1e-3
+            new_cost[h] = c - g["old"] + g["new"]
+        got, cost = best_words(r.rescore(word_lat))
+        assert tuple(got) == tuple(r.best_paths(lat, [(0.1, 0.0)], 0.1)[(0.1, 0.0)])
+        assert cost == pytest.approx(min(new_cost.values()), abs=1e-3)
+        assert new_cost[tuple(got)] == pytest.approx(min(new_cost.values()), abs=1e-3)
         first = hyps[0][0]
-        moved += got != first
-        assert got.count(bird) >= first.count(bird) or got == first
+        moved += tuple(got) != first
+        assert got.count(bird) >= first.count(bird) or tuple(got) == first
     assert moved, "the new LM never changed a hypothesis: the test would not see rescoring do nothing"
+
+
+def test_negated_weights():
+    """Arcs and finals with and without a printed weight (a final state right after a weightless arc)."""
+    fst = kaldifst.compile("0 1 3 3 1.5\n1 2 4 4 -0.25\n2 3 5 5\n2 1\n3 0.5\n4 5 6 6\n4\n")
+    neg = negated(fst)
+    assert best_words(fst) == ([3, 4, 5], pytest.approx(1.75))
+    assert best_words(neg) == ([3, 4], pytest.approx(-2.25))
+    assert negated(neg).to_str() == fst.to_str()
 
 
 def test_decoder_rescores_in_parallel_and_needs_lattices(system):
     lang, ctx, gdir, small, big = system
     mats = _ambiguous(ctx, 4, 5)
     cfg = DecoderConfig(lattice_beam=5.0, beam=12.0, sweep_acoustic_scales=[0.1, 0.2], num_jobs=2,
-                        rescore_arpa=str(big), rescore_graph_arpa=str(small), rescore_nbest=20)
+                        rescore_arpa=str(big), rescore_graph_arpa=str(small))
     out = decode_matrices(gdir, mats, cfg)
     assert set(out.results) == set(mats)
     for r in out.results.values():
@@ -119,8 +158,6 @@ def test_decoder_rescores_in_parallel_and_needs_lattices(system):
 
 def test_parsed_lattice_keeps_arcs_and_finals_printed_without_a_weight():
     """OpenFst prints no weight for One = (0, 0): such arcs and final states are still part of the acceptor."""
-    from asr_base.kaldi import kaldifst
-
     lat = kaldifst.Lattice()
     for _ in range(3):
         lat.add_state()
@@ -131,4 +168,4 @@ def test_parsed_lattice_keeps_arcs_and_finals_printed_without_a_weight():
     p = ParsedLattice.of(lat)
     assert p.prefixes.tolist() == ["0 1 0 ", "1 2 5 "] and p.graph.tolist() == [0.0, 1.5]
     assert p.acoustic.tolist() == [0.0, -2.25] and p.final_states.tolist() == ["2"]
-    assert word_nbest(p, 2.0, 1.0, 3) == [((5,), pytest.approx(1.5 - 4.5 + 1.0))]
+    assert best_words(p.word_lattice(2.0, 1.0)) == ([5], pytest.approx(1.5 - 4.5 + 1.0))
