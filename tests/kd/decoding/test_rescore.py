@@ -91,12 +91,12 @@ def test_rescoring_with_the_graph_lm_is_the_first_pass(toy, system):
         assert len(parsed.graph) == sum(lat.num_arcs(s) for s in range(lat.num_states))  # every arc parsed
         for k in points:
             assert rescored[k] == first[k][0], (utt, k)
-            word_lat = parsed.word_lattice(k[0] / 0.1, k[1])
-            words, cost = best_words(word_lat)
+            word_lat = parsed.word_lattice(k[0] / 0.1)
+            words, cost = best_words(negated(negated(word_lat, k[1])))  # + the penalty per word
             assert words == first[k][0]
             assert cost == pytest.approx(first[k][2], abs=1e-3)  # the word lattice's costs are the lattice's
             # old LM out, same LM in: every word sequence keeps its cost
-            assert best_words(same.rescore(word_lat))[1] == pytest.approx(cost, abs=1e-3)
+            assert best_words(same.rescore(word_lat, k[1])) == (words, pytest.approx(cost, abs=1e-3))
             checked += 1
     assert checked == len(mats) * len(points)
 
@@ -113,7 +113,7 @@ def test_rescoring_applies_the_new_lm_score_difference(system):
     moved = 0
     for utt, m in _ambiguous(ctx, 5, 11).items():
         lat = generate_lattice(dec.fst, m * np.float32(0.1), 12.0, 5.0)
-        word_lat = ParsedLattice.of(lat).word_lattice(1.0, 0.0)
+        word_lat = ParsedLattice.of(lat).word_lattice(1.0)
         hyps = _nbest(word_lat, 10_000)
         assert 1 < len(hyps) < 10_000  # every word sequence of the lattice, each once
         assert len({h for h, _ in hyps}) == len(hyps)
@@ -140,6 +140,7 @@ def test_negated_weights():
     assert best_words(fst) == ([3, 4, 5], pytest.approx(1.75))
     assert best_words(neg) == ([3, 4], pytest.approx(-2.25))
     assert negated(neg).to_str() == fst.to_str()
+    assert best_words(negated(fst, 2.0)) == ([3, 4, 5], pytest.approx(-(1.75 + 3 * 2.0)))  # 2 per arc
 
 
 def test_decoder_rescores_in_parallel_and_needs_lattices(system):
@@ -166,6 +167,7 @@ def test_parsed_lattice_keeps_arcs_and_finals_printed_without_a_weight():
     lat.add_arc(1, kaldifst.LatticeArc(2, 5, kaldifst.LatticeWeight(1.5, -2.25), 2))
     lat.set_final(2, kaldifst.LatticeWeight(0, 0))
     p = ParsedLattice.of(lat)
-    assert p.prefixes.tolist() == ["0 1 0 ", "1 2 5 "] and p.graph.tolist() == [0.0, 1.5]
-    assert p.acoustic.tolist() == [0.0, -2.25] and p.final_states.tolist() == ["2"]
-    assert best_words(p.word_lattice(2.0, 1.0)) == ([5], pytest.approx(1.5 - 4.5 + 1.0))
+    assert p.prefixes == ["0 1 0 0", "1 2 5 5"] and p.graph.tolist() == [0.0, 1.5]
+    assert p.acoustic.tolist() == [0.0, -2.25] and p.final_states == ["2"]
+    assert best_words(p.word_lattice(2.0)) == ([5], pytest.approx(1.5 - 4.5))
+    assert best_words(negated(p.word_lattice(2.0), 1.0)) == ([5], pytest.approx(-(1.5 - 4.5 + 1.0)))
