@@ -105,6 +105,10 @@ def _members_section(run: RunSummary) -> str:
         body.append(row)
     for label, f in (("mean", lambda v: sum(v) / len(v)), ("min", min), ("max", max)):
         body.append([f"*{label}*", ""] + [fmt(f(accs[s])) if accs[s] else DASH for s in run.splits])
+    for k in range(2, len(run.members)):  # the gain against ensemble size (asr-kd evaluate)
+        key = f"{run.ensemble_dir.name}/ensemble_first_{k}"
+        if any(run.acc(s, key) is not None for s in run.splits):
+            body.append([f"ensemble of the first {k} (arithmetic)", ""] + [fmt(run.acc(s, key)) for s in run.splits])
     for mean in ("arithmetic", "geometric"):
         body.append([f"**ensemble ({mean})**", ""] + [fmt(run.acc(s, run.ensemble_key(mean))) for s in run.splits])
     return md_table(["Member", "seed"] + [f"Frame acc. {s} (%)" for s in run.splits], body) + "\n"

@@ -79,10 +79,14 @@ def evaluate(cfg: EvaluateConfig) -> int:
                 ens = Path(path).name
                 for mean in ("arithmetic", "geometric"):
                     accs[f"{ens}/ensemble_{mean}"] = r[f"ensemble_{mean}"]
+                for k in range(2, len(dirs)):  # the gain against ensemble size: the first k members' mean
+                    accs[f"{ens}/ensemble_first_{k}"] = r[f"ensemble_first_{k}"]
                 results["systems"][f"{ens}/ensemble_arithmetic"] = {"kind": "ensemble", "dir": str(path)}
                 results["systems"][f"{ens}/ensemble_geometric"] = {"kind": "ensemble", "dir": str(path)}
+                by_size = [r[str(dirs[0])], *[r[f"ensemble_first_{k}"] for k in range(2, len(dirs))],
+                           r["ensemble_arithmetic"]]
                 _merge_eval(Path(path), split.name, {m: r[f"ensemble_{m}"] for m in ("arithmetic", "geometric")}
-                            | {"members": [r[str(d)] for d in dirs]}, frames)
+                            | {"members": [r[str(d)] for d in dirs], "by_size": by_size}, frames)
             if kind == "students":
                 best = Path(path) / "best.json"
                 if best.is_file():

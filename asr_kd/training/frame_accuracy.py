@@ -52,7 +52,9 @@ def count_correct(predict: Callable[[torch.Tensor], torch.Tensor], split: FrameS
 def stack_accuracy(dirs: list[Path], split: FrameSplit, batch_size: int = 4096, max_frames: int | None = None,
                    with_ensemble: bool = False, device: torch.device | None = None) -> dict[str, float]:
     """Frame accuracy (%) of each model dir (keyed ``str(dir)``); with ``with_ensemble`` also of their
-    arithmetic/geometric mean (``ensemble_arithmetic``, ``ensemble_geometric``); ``_frames``: frames scored."""
+    arithmetic/geometric mean (``ensemble_arithmetic``, ``ensemble_geometric``) and of the arithmetic mean of the
+    first k models for 1 < k < len(dirs) (``ensemble_first_<k>``: the gain against ensemble size);
+    ``_frames``: frames scored."""
     models = [load_model(d / FINAL) for d in dirs]
     cfg = models[0].config
     stack = StackedDNN.from_members(models).to(device or split.device).eval()
@@ -64,10 +66,13 @@ def stack_accuracy(dirs: list[Path], split: FrameSplit, batch_size: int = 4096, 
         if not with_ensemble:
             return z
         return torch.cat([z, ensemble_log_probs(z, 1.0, "arithmetic")[None],
-                          ensemble_log_probs(z, 1.0, "geometric")[None]])
+                          ensemble_log_probs(z, 1.0, "geometric")[None],
+                          *[ensemble_log_probs(z[:k], 1.0, "arithmetic")[None] for k in range(2, len(models))]])
 
     correct, total = count_correct(predict, split, cfg.left_context, cfg.right_context, batch_size, max_frames,
                                    progress=f"eval {split.name}")
     acc = (100.0 * correct / max(total, 1)).tolist()
-    names = [str(d) for d in dirs] + (["ensemble_arithmetic", "ensemble_geometric"] if with_ensemble else [])
+    names = [str(d) for d in dirs]
+    if with_ensemble:
+        names += ["ensemble_arithmetic", "ensemble_geometric"] + [f"ensemble_first_{k}" for k in range(2, len(dirs))]
     return dict(zip(names, acc)) | {"_frames": total}

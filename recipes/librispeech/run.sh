@@ -47,9 +47,9 @@ ngpu=0                      # >0: training stages run under torchrun with this m
 jobs=$(nproc)
 regularizer=false
 decode_systems=all          # all: baseline, ensemble and every student; table1: baseline, ensemble, dev-chosen student
-rescore_arpa=""             # an ARPA LM to rescore the lattices with (decode --rescore-arpa): it is held in Python
-                            # dicts, ~200 bytes per n-gram per decode, so a pruned model (tgmed size, a few M n-grams)
-                            # fits; tglarge / fglarge (tens of M) need a C++ LM that is not wired in
+rescore_arpa=""             # an ARPA LM to rescore the lattices with (decode --rescore-arpa, e.g. tglarge): composed
+                            # as a G.fst (kaldilm, C++), which the decoder processes share copy-on-write; its size is
+                            # that of the G.fst (Kaldi keeps fglarge as a const-arpa LM instead, which kaldilm lacks)
 _recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang gmm_feats align_system align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
 parse_options "$@"
 

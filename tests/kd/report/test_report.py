@@ -140,6 +140,8 @@ def test_report_of_a_real_run(run_dir):
     members = _section(md, "Teacher ensemble members")
     for i in range(3):
         assert _row(members, f"member_0{i}")[2:] == [f"{acc[s][f'teachers/member_0{i}']:.2f}" for s in ("dev", "test")]
+    assert _row(members, "ensemble of the first 2 (arithmetic)")[2:] == [
+        f"{acc[s]['teachers/ensemble_first_2']:.2f}" for s in ("dev", "test")]
     sweep = _section(md, "Temperature sweep")
     rows = [ln for ln in sweep.splitlines() if ln.startswith("| T") or ln.startswith("| **T")]
     assert [r.split("|")[2].strip() for r in rows] == TEMPS

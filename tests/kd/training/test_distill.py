@@ -72,6 +72,15 @@ def test_baseline_teachers_students_evaluate(corpus):
     assert g["fraction"] == pytest.approx((g["best_student"] - g["baseline"]) / (g["ensemble"] - g["baseline"]))
     assert 0.5 < g["fraction"] < 1.6
     assert read_json(exp / "baseline/eval.json")["test"]["frame_acc"] == acc["baseline"]
+    # the gain against ensemble size: the first 2 of 3 members, as scored on their own
+    from asr_kd.training.frame_accuracy import stack_accuracy  # noqa: PLC0415
+    from asr_kd.training.frame_data import FrameSplit  # noqa: PLC0415
+
+    split = FrameSplit.load(corpus / "fbank/test", corpus / "test/pdf.npy")
+    two = stack_accuracy([exp / "teachers/member_00", exp / "teachers/member_01"], split, with_ensemble=True)
+    assert acc["teachers/ensemble_first_2"] == pytest.approx(two["ensemble_arithmetic"], abs=1e-9)
+    assert read_json(exp / "teachers/eval.json")["test"]["frame_acc"]["by_size"] == [
+        acc["teachers/member_00"], acc["teachers/ensemble_first_2"], acc["teachers/ensemble_arithmetic"]]
 
     # section 6: 10% of the data, hard labels vs soft targets of the full-data baseline
     # an epoch as long as --epoch-frames, in whole passes over the 10%
