@@ -165,5 +165,10 @@ class LmRescorer:
         for scale, penalties in by_scale.items():  # one word lattice per scale: a penalty is per word
             word_lat = parsed.word_lattice(scale / decode_scale)
             for penalty in penalties:
-                out[(scale, penalty)] = best_words(self.rescore(word_lat, penalty))[0]
+                words, cost = best_words(self.rescore(word_lat, penalty))
+                if cost == float("inf"):  # no path through the new G (a word it cannot generate): keep the first pass
+                    words = best_words(word_lat)[0]
+                    log.warning("no lattice path survives the rescoring LM at scale %g, penalty %g: first-pass "
+                                "best path kept", scale, penalty)
+                out[(scale, penalty)] = words
         return out

@@ -171,3 +171,22 @@ def test_parsed_lattice_keeps_arcs_and_finals_printed_without_a_weight():
     assert p.acoustic.tolist() == [0.0, -2.25] and p.final_states == ["2"]
     assert best_words(p.word_lattice(2.0)) == ([5], pytest.approx(1.5 - 4.5))
     assert best_words(negated(p.word_lattice(2.0), 1.0)) == ([5], pytest.approx(-(1.5 - 4.5 + 1.0)))
+
+
+def test_a_lattice_the_new_lm_cannot_generate_keeps_its_first_pass(system, tmp_path, caplog):
+    """A word the new LM lacks leaves no path through its G: the first pass's best path is kept, with a warning."""
+    lang, ctx, gdir, small, _ = system
+    estimate([["CAT", "DOG"], ["DOG", "CAT"]], LMConfig(order=2)).write_arpa(tmp_path / "no_bird.arpa")
+    r = LmRescorer.load(small, tmp_path / "no_bird.arpa", gdir / "words.txt")
+    bird, cat = (read_words(gdir / "words.txt").index(w) for w in ("BIRD", "CAT"))
+    lat = kaldifst.Lattice()
+    for _ in range(3):
+        lat.add_state()
+    lat.start = 0
+    lat.add_arc(0, kaldifst.LatticeArc(1, bird, kaldifst.LatticeWeight(1.0, 2.0), 1))
+    lat.add_arc(1, kaldifst.LatticeArc(2, 0, kaldifst.LatticeWeight(0.0, 1.0), 2))
+    lat.set_final(2, kaldifst.LatticeWeight(0, 0))
+    assert r.best_paths(lat, [(0.1, 0.0)], 0.1) == {(0.1, 0.0): [bird]}
+    assert "first-pass best path kept" in caplog.text
+    lat.add_arc(0, kaldifst.LatticeArc(1, cat, kaldifst.LatticeWeight(5.0, 2.0), 2))  # a path it can score
+    assert r.best_paths(lat, [(0.1, 0.0)], 0.1) == {(0.1, 0.0): [cat]}
