@@ -314,9 +314,10 @@ def _rescore_table(run: RunSummary) -> str:
     table = md_table(["Model", "Split", "First pass WER (%)", "Rescored WER (%)", "Change", "Acoustic scale "
                       "(LM weight)", "Ins. penalty"], body, "llrrrrr")
     return ("LM rescoring with " + ", ".join(f"`{x}`" for x in sorted(lms)) + " (`decode --rescore-arpa`: the "
-            "graph LM's score of each of the n best word sequences of every lattice replaced by the bigger "
-            "LM's, as Kaldi's `lmrescore.sh`; the LM weight and penalty re-tuned on the rescored dev lattices, "
-            "test at dev's point):\n\n" + table)
+            "graph LM's score of every word sequence of each lattice replaced by the bigger LM's by composition "
+            "with both G.fsts, as Kaldi's `lmrescore.sh`; the LM weight and penalty re-tuned on the rescored dev "
+            "lattices, test at dev's point; *First pass*: the same lattices' best path at the first pass's own "
+            "dev-tuned point; the scale and penalty columns are the rescored ones):\n\n" + table)
 
 
 def _times_section(run: RunSummary) -> str:
