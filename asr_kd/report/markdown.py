@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from asr_kd.report.summary import ModelInfo, RunSummary, split_sort_key
+from asr_kd.report.summary import ModelInfo, RunSummary, split_sort_key, stop_reason
 
 DASH = "—"
 
@@ -192,19 +192,26 @@ def _models_section(run: RunSummary) -> str:
     def epochs(m: ModelInfo) -> str:
         return fmt_int(m.config.get("epochs_trained", sum(1 for h in m.history if h.get("type") == "epoch") or None))
 
+    def stopped_by(models: list[ModelInfo]) -> str:
+        reasons = sorted({stop_reason(m) for m in models} - {None})
+        return ", ".join(reasons) if reasons else DASH
+
     if run.baseline:
-        body.append(["Baseline", arch(run.baseline), fmt_int(run.baseline.num_parameters), epochs(run.baseline)])
+        body.append(["Baseline", arch(run.baseline), fmt_int(run.baseline.num_parameters), epochs(run.baseline),
+                     stopped_by([run.baseline])])
     if run.members:
         params = [m.num_parameters for m in run.members]
         total = sum(params) if all(p is not None for p in params) else None
         body.append([f"Teacher ensemble ({len(run.members)} members)", arch(run.members[0]),
                      f"{fmt_int(params[0])} each, {fmt_int(total)} total",
-                     "/".join(epochs(m) for m in run.members)])
+                     "/".join(epochs(m) for m in run.members), stopped_by(run.members)])
     for st in run.students:
-        body.append([f"Student {st.name}", arch(st), fmt_int(st.num_parameters), epochs(st)])
+        body.append([f"Student {st.name}", arch(st), fmt_int(st.num_parameters), epochs(st), stopped_by([st])])
     if not body:
         return lines[0] + "\n\nNo trained models found.\n"
-    lines.append(md_table(["Model", "Architecture", "Parameters", "Epochs"], body, "llrr"))
+    lines.append(md_table(["Model", "Architecture", "Parameters", "Epochs", "Stopped by"], body, "llrrl"))
+    lines += ["", "*Stopped by*: **newbob** = converged (the dev gain fell below the stop threshold while the learning "
+              "rate was being halved); **epoch cap** = `--epochs` reached first, so the model was still improving."]
     return "\n".join(lines) + "\n"
 
 

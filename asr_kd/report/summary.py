@@ -72,6 +72,19 @@ class ModelInfo:
         return self.config.get("num_parameters")
 
 
+def stop_reason(m: ModelInfo) -> str | None:
+    """Why a model's training stopped: ``"newbob"`` (converged: the schedule's stop threshold) or ``"epoch cap"``
+    (``--epochs`` reached first), from its last epoch record's ``stop``; a log from before that field is judged
+    by its epoch count against the configured cap. None without an epoch record."""
+    last = next((h for h in reversed(m.history) if h.get("type") == "epoch"), None)
+    if last is None:
+        return None
+    if "stop" in last:
+        return {"newbob": "newbob", "epochs": "epoch cap"}.get(last["stop"])
+    cap = (m.config.get("train") or {}).get("epochs")
+    return "epoch cap" if cap is not None and last["epoch"] + 1 >= cap else "newbob"
+
+
 @dataclass
 class RunSummary:
     cfg: ReportConfig

@@ -47,13 +47,15 @@ def warmup_factor(global_step: int, warmup_steps: int) -> float:
 
 class Newbob:
     """Per-member schedule state: ``lr`` (a float64 tensor on the training device), ``best_acc``,
-    ``halving``, ``done``."""
+    ``halving``, ``done``, and ``stop``: why a member stopped (``"newbob"``: its gain fell below
+    ``halving_stop`` while halving; ``"epochs"``: the epoch cap), None while it trains."""
 
     def __init__(self, num_members: int, lr: float, device: torch.device | str = "cpu"):
         self.lr = torch.full((num_members,), lr, dtype=torch.float64, device=device)
         self.best_acc = [-math.inf] * num_members
         self.halving = [False] * num_members
         self.done = [False] * num_members
+        self.stop: list[str | None] = [None] * num_members
 
     @property
     def finished(self) -> bool:
@@ -74,23 +76,24 @@ class Newbob:
                 self.best_acc[m] = a
             if self.halving[m]:
                 if gain < halving_stop and epoch + 1 >= min_epochs:
-                    self.done[m] = True
+                    self.done[m], self.stop[m] = True, "newbob"
                 else:
                     self.lr[m] *= 0.5
             elif gain < halving_start:
                 self.halving[m] = True
                 self.lr[m] *= 0.5
-            if epoch + 1 >= epochs:
-                self.done[m] = True
+            if epoch + 1 >= epochs and not self.done[m]:
+                self.done[m], self.stop[m] = True, "epochs"
             if self.done[m]:
                 self.lr[m] = 0.0
         return verdicts
 
     def state_dict(self) -> dict:
         return {"lr": self.lr.cpu(), "best_acc": list(self.best_acc), "halving": list(self.halving),
-                "done": list(self.done)}
+                "done": list(self.done), "stop": list(self.stop)}
 
     def load_state_dict(self, state: dict) -> None:
         self.lr = state["lr"].to(self.lr.device)
         self.best_acc = list(state["best_acc"])
         self.halving, self.done = list(state["halving"]), list(state["done"])
+        self.stop = list(state.get("stop", [None] * len(self.done)))  # absent in older checkpoints

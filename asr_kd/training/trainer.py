@@ -288,6 +288,7 @@ class Trainer:
                   "train_loss": (sums[0] / sums[1].clamp_min(1)).tolist(), "dev_acc": acc,
                   "accepted": [bool(v) for v in verdicts], "best_dev_acc": list(sched.best_acc),
                   "lr": sched.lr.tolist(), "halving": list(sched.halving), "done": list(sched.done),
+                  "stop": list(sched.stop),
                   "epoch_time_s": elapsed}
         self.epoch_sums.zero_()
         return record

@@ -16,7 +16,7 @@ from asr_base.io import read_json, write_json
 from asr_kd.report.collect import collect
 from asr_kd.report.markdown import DASH, fmt_fraction, table1_markdown
 from asr_kd.report.stage import write_report
-from asr_kd.report.summary import ReportConfig
+from asr_kd.report.summary import ModelInfo, ReportConfig, stop_reason
 from asr_kd.decoding.wer import compute_wer, write_results
 
 TEMPS = ["1", "2", "5", "10"]
@@ -140,6 +140,8 @@ def test_report_of_a_real_run(run_dir):
     members = _section(md, "Teacher ensemble members")
     for i in range(3):
         assert _row(members, f"member_0{i}")[2:] == [f"{acc[s][f'teachers/member_0{i}']:.2f}" for s in ("dev", "test")]
+    models = _section(md, "Models")
+    assert _row(models, "Baseline")[-1] in ("newbob", "epoch cap") and "*Stopped by*" in models
     assert _row(members, "ensemble of the first 2 (arithmetic)")[2:] == [
         f"{acc[s]['teachers/ensemble_first_2']:.2f}" for s in ("dev", "test")]
     sweep = _section(md, "Temperature sweep")
@@ -209,6 +211,18 @@ def test_empty_exp_dir(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "No trained models found yet" in table1_markdown(run) and "No trained models found" in md
     assert not any((tmp_path / "report_plots").glob("*.png"))
+
+
+def test_stop_reason_from_the_log_or_the_epoch_cap(tmp_path):
+    def model(history, epochs=4):
+        return ModelInfo("m", tmp_path, "m", None, config={"train": {"epochs": epochs}}, history=history)
+
+    ep = lambda e, **kw: {"type": "epoch", "epoch": e, **kw}  # noqa: E731
+    assert stop_reason(model([ep(0, stop=None), ep(5, stop="newbob")])) == "newbob"
+    assert stop_reason(model([ep(3, stop="epochs"), {"type": "train", "epoch": 3}])) == "epoch cap"
+    assert stop_reason(model([ep(2), ep(3)])) == "epoch cap"  # a log from before "stop": 4 epochs of a cap of 4
+    assert stop_reason(model([ep(2)])) == "newbob"  # 3 epochs of a cap of 4: only newbob stops it early
+    assert stop_reason(model([{"type": "train", "epoch": 0}])) is None
 
 
 def test_recovered_share_formatting():

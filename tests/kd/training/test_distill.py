@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,9 @@ def test_baseline_teachers_students_evaluate(corpus):
     for d in ["baseline", "teachers/member_00", "teachers/member_02", "students/T1", "students/T5"]:
         for f in ("config.json", "final.pt", "train_log.jsonl", "curves.png", "eval.json"):
             assert (exp / d / f).is_file(), f"{d}/{f}"
+    for d in ["baseline", "teachers/member_01", "students/T2"]:  # why each stopped: here the 3-epoch cap or newbob
+        last = [json.loads(ln) for ln in (exp / d / "train_log.jsonl").read_text().splitlines()][-1]
+        assert last["type"] == "epoch" and last["done"] and last["stop"] in ("newbob", "epochs"), d
     ens = read_json(exp / "teachers/ensemble.json")["dev"]
     members = list(ens["members"].values())
     chance = 100 / 12

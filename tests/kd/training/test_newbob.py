@@ -16,10 +16,16 @@ def test_schedule_per_member():
     assert s.lr.tolist() == pytest.approx([0.1, 0.05]) and s.halving == [False, True]
     assert s.end_epoch([54.0, 50.7], 2, **kw) == [False, True]  # member 0 rejected (worse), starts halving
     assert s.lr.tolist() == pytest.approx([0.05, 0.0]) and s.done == [False, True]  # member 1: gain < 0.5, stop
+    assert s.stop == [None, "newbob"]
     assert s.best_acc == [55.0, 50.7]
     assert s.end_epoch([60.0, 99.0], 3, **kw) == [True, None]  # a stopped member is left alone
     assert s.best_acc == [60.0, 50.7] and s.lr.tolist() == pytest.approx([0.025, 0.0])
     assert s.end_epoch([61.0, 0.0], 9, **kw) == [True, None] and s.finished  # last epoch stops everyone
+    assert s.stop == ["epochs", "newbob"]
     restored = Newbob(2, lr=1.0)
     restored.load_state_dict(s.state_dict())
     assert restored.state_dict()["best_acc"] == s.best_acc and restored.lr.tolist() == s.lr.tolist()
+    assert restored.stop == s.stop
+    old = {k: v for k, v in s.state_dict().items() if k != "stop"}  # a checkpoint from before "stop" existed
+    restored.load_state_dict(old)
+    assert restored.stop == [None, None]
