@@ -67,8 +67,8 @@ def compile_std(prefixes: list[str], weights: np.ndarray, finals: list[str], fin
 
 @dataclass
 class ParsedLattice:
-    """A raw lattice's arcs as arrays: the word acceptor of any acoustic ratio is built from them (regular
-    expressions and numpy, no Python loop over arcs)."""
+    """A raw lattice's arcs as arrays, parsed once per lattice (regular expressions and numpy): the word acceptor
+    of any acoustic ratio is built from them by one string format."""
 
     prefixes: list[str]  # "src dst word word" per arc, in the lattice's order (the start state's arcs first)
     graph: np.ndarray  # float64 graph cost per arc
