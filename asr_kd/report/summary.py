@@ -76,13 +76,14 @@ def stop_reason(m: ModelInfo) -> str | None:
     """Why a model's training stopped: ``"newbob"`` (converged: the schedule's stop threshold) or ``"epoch cap"``
     (``--epochs`` reached first), from its last epoch record's ``stop``; a log from before that field is judged
     by its epoch count against the configured cap. None without an epoch record."""
-    last = next((h for h in reversed(m.history) if h.get("type") == "epoch"), None)
-    if last is None:
+    epochs = [h for h in m.history if h.get("type") == "epoch"]
+    if not epochs or not epochs[-1].get("done", True):  # no epoch yet, or still training
         return None
-    if "stop" in last:
-        return {"newbob": "newbob", "epochs": "epoch cap"}.get(last["stop"])
+    if "stop" in epochs[-1]:
+        return {"newbob": "newbob", "epochs": "epoch cap"}.get(epochs[-1]["stop"])
+    stopped = next((h for h in epochs if h.get("done")), epochs[-1])  # a stack's member may stop before the rest
     cap = (m.config.get("train") or {}).get("epochs")
-    return "epoch cap" if cap is not None and last["epoch"] + 1 >= cap else "newbob"
+    return "epoch cap" if cap is not None and stopped["epoch"] + 1 >= cap else "newbob"
 
 
 @dataclass

@@ -223,6 +223,8 @@ def test_stop_reason_from_the_log_or_the_epoch_cap(tmp_path):
     assert stop_reason(model([ep(2), ep(3)])) == "epoch cap"  # a log from before "stop": 4 epochs of a cap of 4
     assert stop_reason(model([ep(2)])) == "newbob"  # 3 epochs of a cap of 4: only newbob stops it early
     assert stop_reason(model([{"type": "train", "epoch": 0}])) is None
+    assert stop_reason(model([ep(1, done=False)])) is None  # still training (or stopped by --max-steps)
+    assert stop_reason(model([ep(1, done=True), ep(2, done=True), ep(3, done=True)])) == "newbob"  # stopped at 2
 
 
 def test_recovered_share_formatting():
