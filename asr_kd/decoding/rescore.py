@@ -39,6 +39,7 @@ from typing import Iterable
 import numpy as np
 
 from asr_base.kaldi import kaldifst
+from data_prep.lang.lang_dir import read_symbols
 from asr_kd.decoding.graph import make_g, map_input_labels
 from asr_kd.decoding.lattice import Point
 
@@ -122,7 +123,7 @@ def best_words(fst) -> tuple[list[int], float]:
 def load_g(arpa: str | Path, words_txt: str | Path):
     """An ARPA LM as an acceptor over ``words_txt``'s ids with its back-off arcs as epsilons (Kaldi's
     ``fstproject --project_output=true G.fst``), arc-sorted on input labels."""
-    symbols = dict(line.split()[:2] for line in Path(words_txt).read_text(encoding="utf-8").splitlines() if line)
+    symbols = read_symbols(words_txt)
     G = make_g(arpa, words_txt)
     if "#0" in symbols:
         table = np.arange(max(int(v) for v in symbols.values()) + 1)
