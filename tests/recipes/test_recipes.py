@@ -48,7 +48,10 @@ def test_mini_recipe_produces_every_artefact(recipe, mini_run):
         assert labels.shape == (feats.shape[0],)
         num_pdfs = int((d / "exp/tri/num_pdfs").read_text())
         assert labels.max() < num_pdfs and (labels >= 0).mean() > 0.5
-    for model in ["baseline", *[f"teachers/member_{i:02d}" for i in range(3)], *[f"students/T{t}" for t in (1, 2, 5, 10)]]:
+    conf = (REPO / "recipes/mini/conf/distill.conf").read_text().splitlines()
+    temps = next(ln.split()[1:] for ln in conf if ln.startswith("--temperatures"))
+    assert temps, "conf/distill.conf names no temperature"
+    for model in ["baseline", *[f"teachers/member_{i:02d}" for i in range(3)], *[f"students/T{t}" for t in temps]]:
         assert (d / "exp" / model / "final.pt").is_file(), model
     report = (d / "exp/report.md").read_text()
     assert "Table 1" in report and "Temperature sweep" in report and "Decoding vocabulary" in report
