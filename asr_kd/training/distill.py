@@ -119,6 +119,9 @@ def distill(opts: StageOptions, cfg: DistillConfig) -> int:
     out = Path(cfg.out)
     names, temps = cfg.students()
     hard_weight = cfg.effective_hard_weight()
+    if cfg.topk_cache and (opts.train.input_noise or opts.train.freq_mask):
+        raise SystemExit("--topk-cache holds the teachers' targets for the clean frames; it cannot be combined "
+                         "with --input-noise / --freq-mask (the teachers must see the perturbed input)")
     teacher_dirs = [d for t in cfg.teachers for d in member_dirs(t)]
     own = {k: v for k, v in asdict(cfg).items() if k != "out"}
     inputs = teacher_inputs(teacher_dirs) | ({"init_student": cfg.init_student} if cfg.init_student else {})

@@ -5,7 +5,8 @@ is ``M = 1``; an ensemble trains its members side by side; the distillation swee
 temperature). An *objective* maps the stack's logits ``(M, B, P)``, the inputs and the hard labels to one
 loss per member; the sum is minimised, which updates each member by its own loss only.
 
-Per step:   indices (sampler) -> windows (splice on the device) -> logits -> per-member losses -> backward
+Per step:   indices (sampler) -> windows (splice on the device; --input-noise / --freq-mask perturb them,
+            the objective sees the same windows) -> logits -> per-member losses -> backward
             -> SGD with momentum, one learning rate per member.
 Per epoch:  held-out frame accuracy per member -> the newbob schedule (:mod:`asr_kd.training.newbob`)
             keeps or rejects the epoch and sets each member's learning rate; a rejected epoch restores
@@ -43,6 +44,7 @@ from asr_base.config import option
 from asr_base.io import save_torch, write_text
 from asr_kd.nn.losses import frame_correct, hard_ce
 from asr_kd.nn.model import StackedDNN
+from asr_kd.training.augment import perturb, step_generator
 from asr_kd.training.curves import plot_curves
 from asr_kd.training.frame_accuracy import count_correct
 from asr_kd.training.frame_data import FrameSampler, FrameSplit
@@ -81,6 +83,10 @@ class TrainConfig:
     amp: bool = option(True, help="bf16 autocast on a GPU (--no-amp: float32)")
     compile: bool = option(False, help="torch.compile the model (GPU only)")
     max_steps: int | None = option(None, help="stop (resumably) after this many global steps")
+    input_noise: float = option(0.0, help="std of Gaussian noise added to the training windows; the objective "
+                                          "(e.g. the teachers) sees the same input (asr_kd.training.augment)")
+    freq_mask: int = option(0, help="SpecAugment frequency mask of up to this many channels per training "
+                                    "window (0: none)")
 
 
 def hard_objective(logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, frame_idx: torch.Tensor) -> torch.Tensor:
@@ -222,6 +228,10 @@ class Trainer:
         idx = self.sampler.batch(epoch, step)
         cfg = self.model.config
         x = self.train.windows(idx[0] if self.shared_input else idx, cfg.left_context, cfg.right_context)
+        c = self.cfg
+        if c.input_noise or c.freq_mask:
+            gen = step_generator(c.seed, self.global_step, self.device)
+            x = perturb(x, cfg.feat_dim, c.input_noise, c.freq_mask, gen)
         return x, self.train.targets(idx), idx
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> None:

@@ -95,6 +95,36 @@ def test_resume_is_bit_identical(data, tmp_path, stop_at):
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["global_step"] == ref.global_step
 
 
+def test_perturbed_windows_reach_the_objective_and_resume_identically(data, tmp_path):
+    seen = []
+
+    def objective(logits, x, labels, idx):
+        seen.append((x.clone(), idx.clone()))
+        return hard_objective(logits, x, labels, idx)
+
+    kw = dict(epochs=2, input_noise=0.3, freq_mask=3)
+    t = build(data, tmp_path / "aug", **kw)
+    t.objective = objective
+    t.cfg = TrainConfig(**{**t.cfg.__dict__, "max_steps": 3})
+    t.run()
+    x, idx = seen[0]
+    clean = data[0].windows(idx[0], MCFG.left_context, MCFG.right_context)  # one pool: shared input
+    assert x.shape == clean.shape and not torch.equal(x, clean)
+    assert (x - clean).abs().mean() > 0.1  # the objective (a distillation's teachers) sees the perturbed input
+    ref = build(data, tmp_path / "ref", **kw)
+    ref.run()
+    part = build(data, tmp_path / "run", max_steps=7, **kw)
+    part.run()
+    resumed = build(data, tmp_path / "run", **kw)
+    resumed.load_checkpoint()
+    resumed.run()
+    for a, b in zip(ref.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+    plain = build(data, tmp_path / "plain", epochs=2)
+    plain.run()
+    assert not torch.equal(next(plain.model.parameters()), next(ref.model.parameters()))
+
+
 @pytest.mark.e2e
 def test_ddp_two_gloo_processes_match_single_process(data, tmp_path):
     tr, dv = data[2], data[3]
