@@ -29,8 +29,13 @@ def init_distributed() -> tuple[int, int, int]:
 
 
 def _leave_group() -> None:
+    """Every rank leaves together: a rank that tore its gloo group down while another still worked (rank 0
+    writes the model dirs) aborted the same way, so a barrier comes first."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
