@@ -37,10 +37,14 @@ def _as_temperature(temperature: float | torch.Tensor, like: torch.Tensor) -> to
 
 
 def hard_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with hard labels; ``labels`` broadcast to ``logits.shape[:-1]`` (int64 class ids)."""
+    """Cross-entropy with hard labels; ``labels`` broadcast to ``logits.shape[:-1]`` (int64 class ids).
+
+    Frames labelled -1 (an unlabelled transfer set, :meth:`FrameSplit.with_unlabelled`) add 0 but still count
+    in the mean over frames: each labelled frame weighs the same whatever the share of unlabelled ones."""
     labels = labels.expand(logits.shape[:-1])
-    nll = -torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    return nll.mean(dim=-1)
+    known = labels >= 0
+    nll = -torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(known, nll, torch.zeros_like(nll)).mean(dim=-1)
 
 
 def soft_ce(logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ minimises ``T^2 * CE(p_teacher(T), q(T)) + hard_weight * CE(y, q(1))`` (``--loss
 or only the soft term (``--loss soft-only``), or matches zero-mean logits (``--loss logit-matching``, the
 high-temperature limit; one student). All students start from the same initialisation and see the same
 frames, so they differ only in T. The best student on dev frame accuracy is recorded in ``best.json``;
-students are used at T = 1.
+students are used at T = 1. ``--transfer-feats`` adds unlabelled stores to the transfer set (soft term only on
+their frames).
 
 Writes ``exp/students/T1``, ``T2``, ... (model dirs), ``best.json`` and ``train_state/`` (stack checkpoint).
 """
@@ -27,10 +28,11 @@ from asr_kd.nn.losses import distillation_loss
 from asr_kd.nn.model import load_model, ModelConfig, StackedDNN
 from asr_kd.nn.model_dirs import FINAL, member_dirs
 from asr_kd.nn.soft_targets import Mean, TeacherEnsemble, TopKCache, ensemble_centered_logits
-from asr_kd.training.frame_data import FrameSampler
+from asr_kd.training.frame_data import FrameSampler, FrameSplit
 from asr_kd.training.stage import (add_stage_options, data_info, finish_stack, run_trainer, stage_options,
                                    StageOptions, start_training, teacher_inputs, training_step)
 from asr_kd.training.trainer import Trainer
+from data_prep.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,10 @@ class DistillConfig:
     student_hidden_dim: int | None = option(None, help="student units per hidden layer (none: --hidden-dim)")
     init_student: str | None = option(None, help="start every student from this final.pt-format file (e.g. "
                                                  "a FitNets hint stage's hint.pt; none: --seed)")
+    transfer_feats: list[str] = option([], help="unlabelled feature store(s) added to the transfer set: their "
+                                                "frames are drawn with the train frames and get the soft term only "
+                                                "(paper section 2; beyond its section 4). Same features as "
+                                                "--train-feats")
 
     def student_config(self, model: ModelConfig) -> ModelConfig:
         """The students' architecture: ``model`` with the student layer count / width where given."""
@@ -83,6 +89,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     return distill(stage_options(args, TRAIN_DEFAULTS), from_args(DistillConfig, args))
+
+
+def check_transfer_stores(train_feats: str, transfer_feats: list[str]) -> None:
+    """Each transfer store exists and holds the train store's features (dimension, extraction options, CMVN):
+    a clear error before any work starts."""
+    ref = FeatureStore.open(train_feats)
+    for d in transfer_feats:
+        if not (Path(d) / "meta.json").is_file():
+            raise SystemExit(f"--transfer-feats {d}: not a finished feature store (no meta.json)")
+        st = FeatureStore.open(d)
+        for key in ("dim", "fbank", "cmvn"):
+            if st.meta.get(key) != ref.meta.get(key):
+                raise SystemExit(f"--transfer-feats {d}: {key} {st.meta.get(key)} differs from --train-feats "
+                                 f"{train_feats} ({ref.meta.get(key)})")
 
 
 def student_name(t: float) -> str:
@@ -125,6 +145,8 @@ def distill(opts: StageOptions, cfg: DistillConfig) -> int:
     teacher_dirs = [d for t in cfg.teachers for d in member_dirs(t)]
     own = {k: v for k, v in asdict(cfg).items() if k != "out"}
     inputs = teacher_inputs(teacher_dirs) | ({"init_student": cfg.init_student} if cfg.init_student else {})
+    inputs |= {f"transfer:{i}": d for i, d in enumerate(cfg.transfer_feats)}
+    check_transfer_stores(opts.data.train_feats, cfg.transfer_feats)
     step = training_step(out, "distill", opts, own, inputs)
     done = (out / "best.json").is_file() and all((out / n / FINAL).is_file() for n in names)
     state_dir = out / "train_state"
@@ -137,6 +159,12 @@ def distill(opts: StageOptions, cfg: DistillConfig) -> int:
                                                                           mcfg.left_context, mcfg.right_context):
         raise SystemExit(f"teachers ({tc}) and students ({mcfg}) disagree on pdfs / features / context window")
     tcfg, seed = opts.train, opts.train.seed
+    labelled = ctx.train.num_usable
+    for d in cfg.transfer_feats:
+        extra = FrameSplit.load(d, None, device=ctx.device, name=Path(d).name)
+        ctx.train = ctx.train.with_unlabelled(extra, name="train")
+        log.info("transfer set: + %d unlabelled frames from %s (%d labelled train frames)", extra.num_usable, d,
+                 labelled)
     cache = None
     if cfg.topk_cache and not cfg.logit_matching:
         cache = TopKCache.build(teachers, ctx.train, temps, cfg.topk_cache, tcfg.eval_batch_size)

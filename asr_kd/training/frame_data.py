@@ -3,7 +3,8 @@
 A :class:`FrameSplit` holds the whole split as a float16 ``(N, D)`` tensor on the device plus the utterance
 index and the frame labels; context windows are gathered per batch by :func:`asr_kd.nn.context_window.splice`
 (never materialised for the split). Frames labelled ``-1`` (unaligned utterances) are never sampled nor
-scored.
+scored, except those of an unlabelled transfer set appended by :meth:`FrameSplit.with_unlabelled`, which are
+sampled for their soft targets only.
 
 :class:`FrameSampler` draws frames uniformly at random across the whole split: every epoch is a fresh
 permutation of the usable frames from a ``torch.Generator`` seeded by ``(seed, epoch)``, so batch ``step``
@@ -89,6 +90,22 @@ class FrameSplit:
         if self.labels is None:
             raise ValueError(f"split {self.name} has no labels")
         return self.labels[frame_idx.to(self.device, non_blocking=True)]
+
+    def with_unlabelled(self, other: "FrameSplit", name: str | None = None) -> "FrameSplit":
+        """This split followed by every frame of ``other`` as unlabelled (-1) but usable frames: a transfer set
+        for soft targets (paper section 2: the transfer set need not be labelled). The hard-label terms skip
+        frames labelled -1 (:func:`asr_kd.nn.losses.hard_ce`)."""
+        if self.labels is None:
+            raise ValueError(f"split {self.name} has no labels to extend")
+        if other.feat_dim != self.feat_dim:
+            raise ValueError(f"{other.name}: {other.feat_dim}-dim features, {self.name} has {self.feat_dim}")
+        n = int(self.feats.shape[0])
+        m = int(other.feats.shape[0])
+        labels = torch.cat([self.labels, self.labels.new_full((m,), -1)])
+        usable = torch.cat([self.usable, torch.arange(n, n + m, dtype=torch.int64)])
+        return FrameSplit(name or f"{self.name}+{other.name}", torch.cat([self.feats, other.feats.to(self.device)]),
+                          torch.cat([self.starts, other.starts.to(self.device) + n]),
+                          torch.cat([self.lengths, other.lengths.to(self.device)]), labels, usable)
 
     def utterance_subset(self, fraction: float, seed: int) -> "FrameSplit":
         """Same tensors, usable frames restricted to a random ``fraction`` of the utterances (>= 1)."""

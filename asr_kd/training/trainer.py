@@ -251,7 +251,7 @@ class Trainer:
             d = losses.detach().to(torch.float64)
             self.acc_sums[0] += d
             self.acc_sums[1] += frame_correct(logits.detach(), labels).to(torch.float64)
-            self.acc_sums[2] += labels.shape[-1]
+            self.acc_sums[2] += (labels >= 0).sum(dim=-1).to(torch.float64)  # labelled frames only
             self.acc_sums[3] += 1
             self.epoch_sums[0] += d
             self.epoch_sums[1] += 1

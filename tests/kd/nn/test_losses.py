@@ -37,6 +37,19 @@ def test_hard_ce_value_and_gradient():
     assert z.grad[1].tolist() == pytest.approx([(1 / 3 - 1) / 2, 1 / 6, 1 / 6], rel=1e-12)
 
 
+def test_hard_ce_skips_unlabelled_frames_but_counts_them():
+    """A transfer set's frames (label -1) add nothing and get no gradient; the mean is over all frames, so a
+    labelled frame weighs the same whatever the share of unlabelled ones."""
+    z = torch.tensor([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    loss = hard_ce(z, torch.tensor([2, -1, 0]))
+    labelled = hard_ce(z[[0, 2]].detach(), torch.tensor([2, 0]))
+    assert loss.item() == pytest.approx(labelled.item() * 2 / 3, rel=1e-12)
+    loss.backward()
+    assert z.grad[1].abs().max().item() == 0.0 and z.grad[0].abs().max().item() > 0
+    stacked = hard_ce(torch.zeros(2, 4, 3), torch.tensor([-1, -1, 1, 2]))  # (M, B, P) with (B,) labels
+    assert stacked.tolist() == pytest.approx([math.log(3) / 2] * 2, rel=1e-12)
+
+
 def test_soft_ce_value_and_gradient_at_temperature():
     t = 2.0
     z = torch.tensor([[1.0, -1.0, 0.5]], requires_grad=True)

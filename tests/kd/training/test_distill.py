@@ -112,6 +112,33 @@ def test_soft_only_and_logit_matching_modes(corpus):
     assert cfg["hard_weight"] == 0.0 and cfg["ensemble_mean"] == "geometric" and cfg["temperature"] == 2.0
 
 
+@pytest.mark.e2e
+def test_unlabelled_transfer_set_reaches_the_soft_term_only(corpus, make_corpus, monkeypatch, tmp_path):
+    from asr_kd.nn import losses
+    from asr_kd.training import distill
+
+    c, exp = _common(corpus), corpus / "exp3"
+    assert main(["train-ensemble", *c, "--num-members", "2", "--epochs", "1", "--out", str(exp / "teachers")]) == 0
+    unlab, _ = make_corpus(tmp_path / "unlab", num_utts=30, seed=9, noise=2.0)
+    seen = []
+
+    def spy(logits, teacher, labels, *a, **k):
+        seen.append(labels.detach().clone())
+        return losses.distillation_loss(logits, teacher, labels, *a, **k)
+
+    monkeypatch.setattr(distill, "distillation_loss", spy)
+    assert main(["distill", *c, "--epochs", "1", "--teachers", str(exp / "teachers"), "--temperatures", "2",
+                 "--transfer-feats", str(unlab), "--out", str(exp / "transfer")]) == 0
+    labels = torch.cat([y.reshape(-1) for y in seen])
+    # the batches mix the labelled train frames and the transfer set's (-1: hard term skipped)
+    assert 0.2 < float((labels == -1).float().mean()) < 0.8 and bool((labels >= 0).any())
+    assert (exp / "transfer/T2/final.pt").is_file()
+    other, _ = make_corpus(tmp_path / "dim5", num_utts=3, seed=9, dim=5)
+    with pytest.raises(SystemExit, match="dim"):
+        main(["distill", *c, "--epochs", "1", "--teachers", str(exp / "teachers"), "--temperatures", "2",
+              "--transfer-feats", str(other), "--out", str(exp / "bad")])
+
+
 def test_one_teacher_pass_per_batch_shared_by_all_students():
     cfg = ModelConfig(num_pdfs=6, feat_dim=4, left_context=1, right_context=1, hidden_layers=1, hidden_dim=8)
     teachers = TeacherEnsemble(StackedDNN.init_from_seeds(cfg, [1, 2, 3]))

@@ -35,6 +35,23 @@ def test_windows_match_splice(split):
     assert x2.shape == (2, 7, 4 * 8) and torch.equal(x2[1], ref)
 
 
+def test_with_unlabelled_appends_a_transfer_set(split, make_corpus, tmp_path):
+    feats, _ = make_corpus(tmp_path / "unlab", num_utts=4, seed=5)
+    extra = FrameSplit.load(feats)  # no labels: every frame usable
+    both = split.with_unlabelled(extra)
+    n, m = split.feats.shape[0], extra.feats.shape[0]
+    assert both.feats.shape[0] == n + m and both.num_usable == split.num_usable + m
+    assert torch.equal(both.usable[: split.num_usable], split.usable)
+    assert bool((both.targets(both.usable[split.num_usable :]) == -1).all())
+    assert torch.equal(both.targets(split.usable), split.targets(split.usable))
+    # context windows stay inside each utterance: the appended frames see only their own store's frames
+    assert torch.equal(both.windows(split.usable, 2, 1), split.windows(split.usable, 2, 1))
+    assert torch.equal(both.windows(torch.arange(n, n + m), 2, 1), extra.windows(torch.arange(m), 2, 1))
+    short, _ = make_corpus(tmp_path / "other_dim", num_utts=2, seed=6, dim=5)
+    with pytest.raises(ValueError, match="5-dim"):
+        split.with_unlabelled(FrameSplit.load(short))
+
+
 def test_bad_labels_give_clear_errors(make_corpus, tmp_path):
     feats, labels = make_corpus(tmp_path / "c", num_utts=3)
     lab = np.load(labels)
