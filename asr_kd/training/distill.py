@@ -32,7 +32,7 @@ from asr_kd.training.frame_data import FrameSampler, FrameSplit
 from asr_kd.training.stage import (add_stage_options, data_info, finish_stack, run_trainer, stage_options,
                                    StageOptions, start_training, teacher_inputs, training_step)
 from asr_kd.training.trainer import Trainer
-from data_prep.features.store import FeatureStore
+from data_prep.features.store import META, FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def check_transfer_stores(train_feats: str, transfer_feats: list[str]) -> None:
     a clear error before any work starts."""
     ref = FeatureStore.open(train_feats)
     for d in transfer_feats:
-        if not (Path(d) / "meta.json").is_file():
-            raise SystemExit(f"--transfer-feats {d}: not a finished feature store (no meta.json)")
+        if not (Path(d) / META).is_file():
+            raise SystemExit(f"--transfer-feats {d}: not a finished feature store (no {META})")
         st = FeatureStore.open(d)
         for key in ("dim", "fbank", "cmvn"):
             if st.meta.get(key) != ref.meta.get(key):
