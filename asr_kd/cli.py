@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from asr_base.cli import run
 
 # (subcommand, module, one-line help). A module that does not exist yet is simply not offered.
@@ -28,7 +30,11 @@ COMMANDS = [
 
 
 def main(argv=None) -> int:
-    return run("asr-kd", __doc__, COMMANDS, argv)
+    rc = run("asr-kd", __doc__, COMMANDS, argv)
+    if "torch.distributed" in sys.modules:  # a torchrun worker leaves its process group here (see exit_distributed)
+        from asr_kd.training.distributed import exit_distributed
+        rc = exit_distributed(rc)
+    return rc
 
 
 if __name__ == "__main__":
