@@ -96,18 +96,19 @@ def read_phone_timings(path: str | os.PathLike) -> list[tuple[float, float, str]
 
 
 def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_dir: str | os.PathLike,
-                       tolerance: float = 0.02, silence: str = "SIL") -> dict:
+                       tolerance: float = 0.02, silence: str = "SIL", utt2spk: dict[str, str] | None = None) -> dict:
     """Phone-boundary agreement of an alignment with reference phone timings (``<dir>/<utt>.txt``).
 
     For every utterance whose non-silence phone sequence equals the reference's, the start and end of each
     non-silence phone are compared one to one (``paired_within_tol``); over all compared utterances every
     reference non-silence boundary is matched to the nearest aligned boundary (``nearest_within_tol``; also at
     10/20/30/50 ms in ``nearest_within``, and the median of aligned minus reference time,
-    ``nearest_median_offset_s``: a reference biased against the audio shows there).
-    Utterances without a reference file are counted, not compared."""
+    ``nearest_median_offset_s``: a reference biased against the audio shows there). With ``utt2spk``, the same
+    nearest-boundary figures per speaker in ``by_speaker`` (on a synthetic corpus each speaker's voice and sox
+    chain shift its reference by its own offset). Utterances without a reference file are counted, not compared."""
     tdir = Path(timings_dir)
     paired_ok = paired_n = near_ok = near_n = same_seq = compared = missing = 0
-    diffs, signed = [], []
+    diffs, signed, spk_signed = [], [], {}
     for utt, segs in ctm.items():
         f = tdir / f"{utt}.txt"
         if not f.is_file():
@@ -122,6 +123,8 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
         rb = np.asarray([t for s in ref for t in s[:2]])
         nearest = hb[np.abs(rb[:, None] - hb[None, :]).argmin(1)]
         signed.append(nearest - rb)
+        if utt2spk is not None:
+            spk_signed.setdefault(utt2spk.get(utt, "?"), []).append(signed[-1])
         d_near = np.abs(nearest - rb)
         near_ok += int((d_near <= tolerance + 1e-9).sum())
         near_n += rb.size
@@ -133,12 +136,18 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
             paired_n += d.size
     d_all = np.concatenate(diffs) if diffs else np.zeros(0)
     sg = np.concatenate(signed) if signed else np.zeros(0)
-    return {"tolerance_s": tolerance, "utterances_compared": compared, "without_reference": missing,
-            "fraction_same_phone_sequence": same_seq / max(compared, 1),
-            "paired_within_tol": paired_ok / max(paired_n, 1), "paired_boundaries": paired_n,
-            "paired_median_abs_diff_s": float(np.median(d_all)) if d_all.size else None,
-            "nearest_within_tol": near_ok / max(near_n, 1), "reference_boundaries": near_n,
-            # the reference's own noise (TTS labels, sox tempo) shows as a spread over tolerances and a bias
-            "nearest_within": {f"{t:g}": float((np.abs(sg) <= t + 1e-9).mean()) if sg.size else None
-                               for t in (0.01, 0.02, 0.03, 0.05)},
-            "nearest_median_offset_s": float(np.median(sg)) if sg.size else None}
+    out = {"tolerance_s": tolerance, "utterances_compared": compared, "without_reference": missing,
+           "fraction_same_phone_sequence": same_seq / max(compared, 1),
+           "paired_within_tol": paired_ok / max(paired_n, 1), "paired_boundaries": paired_n,
+           "paired_median_abs_diff_s": float(np.median(d_all)) if d_all.size else None,
+           "nearest_within_tol": near_ok / max(near_n, 1), "reference_boundaries": near_n,
+           # the reference's own noise (TTS labels, sox tempo) shows as a spread over tolerances and a bias
+           "nearest_within": {f"{t:g}": float((np.abs(sg) <= t + 1e-9).mean()) if sg.size else None
+                              for t in (0.01, 0.02, 0.03, 0.05)},
+           "nearest_median_offset_s": float(np.median(sg)) if sg.size else None}
+    if utt2spk is not None:
+        per = {spk: np.concatenate(v) for spk, v in sorted(spk_signed.items())}
+        out["by_speaker"] = {spk: {"nearest_within_tol": float((np.abs(v) <= tolerance + 1e-9).mean()),
+                                   "reference_boundaries": int(v.size), "nearest_median_offset_s": float(np.median(v))}
+                             for spk, v in per.items()}
+    return out

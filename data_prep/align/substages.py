@@ -294,7 +294,8 @@ def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet
     ctm = read_ctm(d / "phones.ctm")
     sanity = ctm_sanity(ctm)
     if refs is not None:
-        sanity["boundaries"] = boundary_agreement(ctm, refs)
+        utt2spk = dict(zip(sp.utt_ids, sp.speakers)) if len(sp.speakers) == len(sp.utt_ids) else None
+        sanity["boundaries"] = boundary_agreement(ctm, refs, utt2spk=utt2spk)
     audio_s = sp.num_frames * sp.frame_shift
     info = {"utterances": len(sp.utt_ids), "aligned": summ.aligned, "failed": len(summ.failed),
             "fraction_aligned": summ.aligned / max(len(sp.utt_ids), 1),

@@ -71,6 +71,9 @@ def check_run(run: Path, eval_splits: list[str], table1_only: bool = False) -> N
     assert set(alignment["splits"]) >= {"train", *eval_splits}
     for split, a in alignment["splits"].items():
         assert 0.75 <= a["fraction_aligned"] <= 1.0 and a["aligned_frames"] > 0, (split, a)
+        b = a["sanity"].get("boundaries")
+        if b:  # synthetic corpora: reference timings, agreement per speaker adding up to the split's
+            assert sum(v["reference_boundaries"] for v in b["by_speaker"].values()) == b["reference_boundaries"]
     systems = [s.name for s in list_systems(ListModelsConfig(exp=str(exp), table1=table1_only))]
     assert systems[:2] == ["baseline", "ensemble"]
     assert len(systems) == 3 if table1_only else "student_T2" in systems
