@@ -38,8 +38,8 @@ class FrameSplit:
     feats: torch.Tensor  # (N, D) float16 on the device
     starts: torch.Tensor  # int64 (U,) on the device
     lengths: torch.Tensor  # int64 (U,) on the device
-    labels: torch.Tensor | None  # int64 (N,) on the device, -1 = not usable
-    usable: torch.Tensor  # int64 (K,) on the CPU: global indices of the labelled frames, ascending
+    labels: torch.Tensor | None  # int64 (N,) on the device, -1 = unlabelled (not usable unless in ``usable``)
+    usable: torch.Tensor  # int64 (K,) on the CPU: global indices of the frames drawn (labelled + transfer), ascending
 
     @classmethod
     def load(cls, feats_dir: str | os.PathLike, labels_path: str | os.PathLike | None = None,

@@ -142,12 +142,16 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
            "paired_median_abs_diff_s": float(np.median(d_all)) if d_all.size else None,
            "nearest_within_tol": near_ok / max(near_n, 1), "reference_boundaries": near_n,
            # the reference's own noise (TTS labels, sox tempo) shows as a spread over tolerances and a bias
-           "nearest_within": {f"{t:g}": float((np.abs(sg) <= t + 1e-9).mean()) if sg.size else None
-                              for t in (0.01, 0.02, 0.03, 0.05)},
+           "nearest_within": {f"{t:g}": _share_within(sg, t) if sg.size else None for t in (0.01, 0.02, 0.03, 0.05)},
            "nearest_median_offset_s": float(np.median(sg)) if sg.size else None}
     if utt2spk is not None:
         per = {spk: np.concatenate(v) for spk, v in sorted(spk_signed.items())}
-        out["by_speaker"] = {spk: {"nearest_within_tol": float((np.abs(v) <= tolerance + 1e-9).mean()),
+        out["by_speaker"] = {spk: {"nearest_within_tol": _share_within(v, tolerance),
                                    "reference_boundaries": int(v.size), "nearest_median_offset_s": float(np.median(v))}
                              for spk, v in per.items()}
     return out
+
+
+def _share_within(diffs: np.ndarray, tolerance: float) -> float:
+    """Share of time differences within ``tolerance`` (seconds; CTM times are rounded to 10 ms, hence the 1e-9)."""
+    return float((np.abs(diffs) <= tolerance + 1e-9).mean())
