@@ -52,13 +52,16 @@ def synth_chapter(task: ChapterTask) -> ChapterResult:
     Path(task.chapter_dir).mkdir(parents=True, exist_ok=True)
     ok, failed = [], []
     with tempfile.TemporaryDirectory(prefix="synth_") as tmp:
-        tts_all = synthesize_utterances(voice, [(u.utt_id, u.tts) for u in task.utts], Path(tmp) / "batch")
+        stretch = task.speaker.perturbation.engine_stretch
+        tts_all = synthesize_utterances(voice, [(u.utt_id, u.tts) for u in task.utts], Path(tmp) / "batch",
+                                        stretch=stretch)
         for utt in task.utts:
             reason = ""
             for attempt in range(2):
                 try:
                     tts = tts_all[utt.utt_id] if attempt == 0 else \
-                        synthesize_utterances(voice, [(utt.utt_id, utt.tts)], Path(tmp) / f"retry_{utt.utt_id}")[utt.utt_id]
+                        synthesize_utterances(voice, [(utt.utt_id, utt.tts)], Path(tmp) / f"retry_{utt.utt_id}",
+                                              stretch=stretch)[utt.utt_id]
                     ok.append((utt.utt_id, utt.transcript, _render_one(task, utt, tts)))
                     reason = ""
                     break

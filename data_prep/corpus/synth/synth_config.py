@@ -15,7 +15,7 @@ from data_prep.corpus.synth.text import text_sources_fingerprint
 from data_prep.corpus.synth.voices import ESPEAK_VOICES, NATURAL_VOICES, get_voice
 
 SPLITS = ("train", "dev", "test")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: timing-exact chain (engine stretch + sox speed; no tempo -s or pitch)
 DEFAULT_TEST_ONLY = ("festival:ked_diphone",)
 PAIRS = ("utt_seconds", "sentences_per_utt", "speed_range", "tempo_range", "pitch_cents_range", "snr_db_range",
          "pad_seconds")

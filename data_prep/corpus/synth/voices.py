@@ -4,10 +4,16 @@ Engines (all offline): ``flite`` (one short process per sentence, ~0.05 s), ``fe
 process for a whole list of utterances: loading a voice costs more than synthesising a sentence) and
 ``espeak-ng`` (robotic formant voices, used for a minority of speakers).
 
-A speaker = base voice + :class:`Perturbation`: sox ``speed`` (moves pitch and formants together, a
-VTLP-like change of vocal tract), ``tempo -s``, ``pitch``, optional light ``reverb``, then additive
-coloured noise at a fixed SNR mixed in numpy, and a level. Phone end times reported by flite/festival are
-mapped into the output time axis (``/ (speed * tempo)`` plus the leading pad).
+A speaker = base voice + :class:`Perturbation`: a speed (moves pitch and formants together, a VTLP-like
+change of vocal tract), a tempo and a pitch shift, optional light ``reverb``, then additive coloured noise at a
+fixed SNR mixed in numpy, and a level. The chain is timing-exact, so the engines' phone times stay true: the
+durations change inside the engine (its timings include the stretch) and sox only resamples (``speed``), which
+scales time exactly. sox ``tempo -s`` and ``pitch`` (WSOLA) would shift each part of the audio by its own few
+milliseconds, which no phone time can follow (measured: 6 points of boundary agreement within 20 ms lost). A
+pitch shift is a resampling plus the inverse tempo change, so speed ``s``, tempo ``t`` and pitch ``p`` (as a
+factor) are sox ``speed s * p`` after an engine stretch of ``p / t``: the same spectrum and the same duration
+(engine / (s * t)) as sox ``speed s tempo t pitch p``. Phone times are mapped into the output time axis
+(``/ (s * p)`` plus the leading pad).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import soundfile as sf
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+ESPEAK_WPM = 175  # espeak-ng's default speaking rate (words per minute), stretched per speaker
 
 
 @dataclass(frozen=True)
@@ -159,20 +166,22 @@ def _check_wav(path: Path) -> str:
     return ""
 
 
-def _synth_flite(voice: Voice, utt_id: str, text: str, workdir: Path, timeout: float) -> TTSOutput:
+def _synth_flite(voice: Voice, utt_id: str, text: str, workdir: Path, timeout: float, stretch: float) -> TTSOutput:
     txt, wav = workdir / f"{utt_id}.txt", workdir / f"{utt_id}.tts.wav"
     txt.write_text(text + "\n")
-    res = _run(["flite", "-voice", voice.name, "-psdur", "-f", str(txt), "-o", str(wav)], timeout)
+    res = _run(["flite", "-voice", voice.name, "-psdur", "--setf", f"duration_stretch={stretch:.6f}", "-f", str(txt),
+                "-o", str(wav)], timeout)
     err = _check_wav(wav) or (f"flite exit {res.returncode}: {res.stderr.strip()[:200]}" if res.returncode else "")
     if err:
         return TTSOutput(None, None, err)
     return TTSOutput(wav, parse_flite_psdur(res.stdout))
 
 
-def _synth_espeak(voice: Voice, utt_id: str, text: str, workdir: Path, timeout: float) -> TTSOutput:
+def _synth_espeak(voice: Voice, utt_id: str, text: str, workdir: Path, timeout: float, stretch: float) -> TTSOutput:
     txt, wav = workdir / f"{utt_id}.txt", workdir / f"{utt_id}.tts.wav"
     txt.write_text(text + "\n")
-    res = _run(["espeak-ng", "-v", voice.name, "-w", str(wav), "-f", str(txt)], timeout)
+    wpm = round(ESPEAK_WPM / stretch)
+    res = _run(["espeak-ng", "-v", voice.name, "-s", str(wpm), "-w", str(wav), "-f", str(txt)], timeout)
     err = _check_wav(wav) or (f"espeak-ng exit {res.returncode}: {res.stderr.strip()[:200]}" if res.returncode else "")
     return TTSOutput(None, None, err) if err else TTSOutput(wav, None)
 
@@ -182,9 +191,11 @@ def _scheme_string(text: str) -> str:
 
 
 def _synth_festival_batch(voice: Voice, items: list[tuple[str, str]], workdir: Path,
-                          timeout_per_item: float) -> dict[str, TTSOutput]:
+                          timeout_per_item: float, stretch: float) -> dict[str, TTSOutput]:
     """All items in ONE festival process; an item that fails inside festival does not stop the others."""
-    lines = [f"(voice_{voice.name})"]
+    lines = [f"(voice_{voice.name})", f"(Parameter.set 'Duration_Stretch {stretch:.6f})"]
+    if voice.name.endswith("_hts"):  # HTS voices ignore Duration_Stretch; hts_engine's -r is the speaking rate
+        lines.append(f'(set! hts_engine_params (append hts_engine_params (list (list "-r" {1.0 / stretch:.6f}))))')
     for utt_id, text in items:
         wav, segs = workdir / f"{utt_id}.tts.wav", workdir / f"{utt_id}.segs"
         lines.append(
@@ -214,20 +225,21 @@ def _synth_festival_batch(voice: Voice, items: list[tuple[str, str]], workdir: P
 
 
 def synthesize(voice: Voice, items: list[tuple[str, str]], workdir: Path,
-               timeout_per_item: float = 30.0) -> dict[str, TTSOutput]:
-    """Synthesise ``[(utt_id, text), ...]`` with one voice into ``workdir``; never raises for one bad item."""
+               timeout_per_item: float = 30.0, stretch: float = 1.0) -> dict[str, TTSOutput]:
+    """Synthesise ``[(utt_id, text), ...]`` with one voice into ``workdir``, durations stretched by ``stretch``
+    inside the engine (the timings include it); never raises for one bad item."""
     workdir.mkdir(parents=True, exist_ok=True)
     if not items:
         return {}
     if not voice_available(voice):
         return {utt_id: TTSOutput(None, None, f"voice {voice.key} is not installed") for utt_id, _ in items}
     if voice.engine == "festival":
-        return _synth_festival_batch(voice, items, workdir, timeout_per_item)
+        return _synth_festival_batch(voice, items, workdir, timeout_per_item, stretch)
     fn = _synth_flite if voice.engine == "flite" else _synth_espeak
     out = {}
     for utt_id, text in items:
         try:
-            out[utt_id] = fn(voice, utt_id, text, workdir, timeout_per_item)
+            out[utt_id] = fn(voice, utt_id, text, workdir, timeout_per_item, stretch)
         except (subprocess.TimeoutExpired, OSError) as e:
             out[utt_id] = TTSOutput(None, None, f"{voice.engine}: {type(e).__name__}: {e}")
     return out
@@ -255,11 +267,11 @@ def _concat(pieces: list[TTSOutput], out_wav: Path) -> TTSOutput:
 
 
 def synthesize_utterances(voice: Voice, items: list[tuple[str, tuple[str, ...]]], workdir: Path,
-                          timeout_per_item: float = 30.0) -> dict[str, TTSOutput]:
+                          timeout_per_item: float = 30.0, stretch: float = 1.0) -> dict[str, TTSOutput]:
     """``[(utt_id, (sentence, ...)), ...]``: each sentence synthesised on its own (festival: all in one
     batch process), then joined, so phone times are exact across sentence boundaries."""
     flat = [(f"{utt_id}.s{j}", text) for utt_id, sents in items for j, text in enumerate(sents)]
-    raw = synthesize(voice, flat, workdir, timeout_per_item)
+    raw = synthesize(voice, flat, workdir, timeout_per_item, stretch)
     out: dict[str, TTSOutput] = {}
     for utt_id, sents in items:
         pieces = [raw[f"{utt_id}.s{j}"] for j in range(len(sents))]
@@ -281,9 +293,9 @@ def synthesize_utterances(voice: Voice, items: list[tuple[str, tuple[str, ...]]]
 class Perturbation:
     """What makes a speaker out of a base voice (all fixed per speaker)."""
 
-    speed: float = 1.0  # sox speed: pitch + formants + duration (0.92..1.08)
-    tempo: float = 1.0  # sox tempo -s: duration only
-    pitch_cents: float = 0.0  # sox pitch
+    speed: float = 1.0  # pitch + formants + duration (0.92..1.08)
+    tempo: float = 1.0  # duration only
+    pitch_cents: float = 0.0  # pitch + formants (like sox pitch)
     reverberance: float = 0.0  # sox reverb %, 0 = no reverb
     room_scale: float = 50.0
     snr_db: float = 30.0  # additive noise, per-utterance jitter added on top
@@ -291,14 +303,26 @@ class Perturbation:
     peak: float = 0.7  # output peak level (full scale = 1)
 
     @property
+    def pitch_factor(self) -> float:
+        return 2.0 ** (self.pitch_cents / 1200.0)
+
+    @property
+    def resample_factor(self) -> float:
+        """The chain's sox ``speed``: speed times the pitch shift (module docstring)."""
+        return round(self.speed * self.pitch_factor, 6)
+
+    @property
+    def engine_stretch(self) -> float:
+        """The engine's duration stretch: pitch factor / tempo (module docstring)."""
+        return round(self.pitch_factor / self.tempo, 6)
+
+    @property
     def time_scale(self) -> float:
-        """Output duration / engine duration."""
-        return 1.0 / (self.speed * self.tempo)
+        """Output time / time in the engine's (stretched) output."""
+        return 1.0 / self.resample_factor
 
     def sox_effects(self, rate: int = SAMPLE_RATE) -> list[str]:
-        eff = ["remix", "-", "speed", f"{self.speed:.4f}", "tempo", "-s", f"{self.tempo:.4f}"]
-        if abs(self.pitch_cents) >= 1:
-            eff += ["pitch", f"{self.pitch_cents:.0f}"]
+        eff = ["remix", "-", "speed", f"{self.resample_factor:.6f}"]
         if self.reverberance > 0:
             eff += ["reverb", f"{self.reverberance:.0f}", "50", f"{self.room_scale:.0f}"]
         eff += ["rate", "-v", str(rate)]

@@ -53,6 +53,17 @@ def test_render_rejects_silence():
         V.render(np.zeros(16000, np.float32), V.Perturbation(), 30.0, 0.1, 0.1, np.random.default_rng(0))
 
 
+def test_perturbation_is_a_resampling_after_an_engine_stretch():
+    p = V.Perturbation(speed=1.05, tempo=0.94, pitch_cents=-120)
+    pitch = 2 ** (-120 / 1200)
+    assert p.resample_factor == pytest.approx(1.05 * pitch) and p.engine_stretch == pytest.approx(pitch / 0.94)
+    # the duration of sox "speed 1.05 tempo 0.94 pitch -120", and the spectrum scaled by speed * pitch
+    assert p.engine_stretch * p.time_scale == pytest.approx(1 / (1.05 * 0.94), rel=1e-5)
+    eff = p.sox_effects()
+    assert eff[:4] == ["remix", "-", "speed", f"{p.resample_factor:.6f}"]
+    assert "tempo" not in eff and "pitch" not in eff  # WSOLA would move each part of the audio its own way
+
+
 @needs_sox_flite
 def test_sox_perturb_scales_duration(tmp_path):
     wav = tmp_path / "tone.wav"
@@ -97,6 +108,24 @@ def test_sentences_joined_with_exact_timings(tmp_path):
                                   tmp_path / "bad")["x"]
     assert bad.wav is None and "not installed" in bad.error  # flite would silently use its default voice
     assert V.unavailable_voices(["flite:slt", "festival:kal_diphone"]) == []
+
+
+def _last_end(out: V.TTSOutput) -> float:
+    assert out.error == ""
+    end = out.segments[-1][1]
+    assert abs(end - sf.info(str(out.wav)).duration) < 0.06  # the timings follow the stretched audio
+    return end
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("key", ["flite:slt", "festival:kal_diphone", "festival:cmu_us_slt_arctic_hts"])
+def test_engine_stretch_scales_audio_and_timings(tmp_path, key):
+    if V.unavailable_voices([key]):
+        pytest.skip(f"{key} not installed")
+    text = [("s", "The quick brown fox jumps over the lazy dog.")]
+    plain = _last_end(V.synthesize(V.get_voice(key), text, tmp_path / "plain")["s"])
+    slow = _last_end(V.synthesize(V.get_voice(key), text, tmp_path / "slow", stretch=1.25)["s"])
+    assert slow / plain == pytest.approx(1.25, rel=0.06)
 
 
 @pytest.mark.e2e
