@@ -3,7 +3,8 @@
 After each epoch, per member that has not stopped: the epoch is *accepted* when its held-out frame accuracy
 beats the member's best (else the trainer restores the best weights). Once the gain over the best drops
 below ``halving_start`` (absolute %) the learning rate is halved, and from then on halved after every epoch
-until the gain drops below ``halving_stop`` (not before ``min_epochs``): the member stops. A member also
+until the gain drops below ``halving_stop`` (not before ``min_epochs``): the member stops. Halving never starts
+within the first ``keep_lr_epochs`` epochs (a rejected epoch there is still rolled back). A member also
 stops after ``epochs``; a stopped member has learning rate 0 and keeps its best weights.
 
 Large minibatches (:func:`scaled_lr`, :func:`warmup_factor`): the initial learning rate is given for a
@@ -62,9 +63,11 @@ class Newbob:
         return all(self.done)
 
     def end_epoch(self, acc: list[float], epoch: int, epochs: int, min_epochs: int, halving_start: float,
-                  halving_stop: float) -> list[bool | None]:
+                  halving_stop: float, keep_lr_epochs: int = 0) -> list[bool | None]:
         """Update the schedule with epoch ``epoch``'s dev accuracies; per member: True (accepted: new best),
-        False (rejected: back to the best weights) or None (stopped before this epoch, untouched)."""
+        False (rejected: back to the best weights) or None (stopped before this epoch, untouched). No halving
+        starts within the first ``keep_lr_epochs`` epochs (Kaldi nnet1's ``keep_lr_iters``): one noisy early
+        epoch would otherwise halve the rate of a model far from converged."""
         verdicts: list[bool | None] = []
         for m, a in enumerate(acc):
             if self.done[m]:
@@ -79,7 +82,7 @@ class Newbob:
                     self.done[m], self.stop[m] = True, "newbob"
                 else:
                     self.lr[m] *= 0.5
-            elif gain < halving_start:
+            elif gain < halving_start and epoch + 1 > keep_lr_epochs:
                 self.halving[m] = True
                 self.lr[m] *= 0.5
             if epoch + 1 >= epochs and not self.done[m]:

@@ -73,6 +73,8 @@ class TrainConfig:
     halving_start: float = option(0.5, help="newbob: start halving the lr once the dev frame-accuracy gain "
                                             "(abs %%) is below this")
     halving_stop: float = option(0.1, help="newbob: while halving, stop once the gain is below this")
+    keep_lr_epochs: int = option(0, help="newbob: no halving within the first N epochs (Kaldi nnet1's "
+                                         "keep_lr_iters), so one noisy early epoch cannot halve the rate")
     epoch_frames: int | None = option(None, help="frames per epoch (none: all usable frames)")
     checkpoint_every: int = option(500, help="steps between checkpoints")
     log_every: int = option(50, help="steps between log lines")
@@ -274,7 +276,8 @@ class Trainer:
         """Dev accuracy -> newbob; keep each member's epoch or go back to its best weights."""
         acc = self.dev_accuracy()
         c = self.cfg
-        verdicts = self.schedule.end_epoch(acc, self.epoch, c.epochs, c.min_epochs, c.halving_start, c.halving_stop)
+        verdicts = self.schedule.end_epoch(acc, self.epoch, c.epochs, c.min_epochs, c.halving_start, c.halving_stop,
+                                           c.keep_lr_epochs)
         for m, accepted in enumerate(verdicts):
             if accepted is None:
                 continue

@@ -29,3 +29,19 @@ def test_schedule_per_member():
     old = {k: v for k, v in s.state_dict().items() if k != "stop"}  # a checkpoint from before "stop" existed
     restored.load_state_dict(old)
     assert restored.stop == [None, None]
+
+
+def test_keep_lr_epochs_delays_halving():
+    kw = dict(epochs=10, min_epochs=2, halving_start=1.0, halving_stop=0.5)
+    s = Newbob(1, lr=0.1)
+    s.end_epoch([50.0], 0, keep_lr_epochs=3, **kw)
+    assert s.end_epoch([49.0], 1, keep_lr_epochs=3, **kw) == [False]  # a noisy epoch: rolled back, rate kept
+    assert s.lr.tolist() == [0.1] and s.halving == [False]
+    s.end_epoch([50.2], 2, keep_lr_epochs=3, **kw)  # the third epoch is still kept
+    assert s.lr.tolist() == [0.1] and s.halving == [False]
+    s.end_epoch([50.4], 3, keep_lr_epochs=3, **kw)  # from the fourth on, newbob as usual
+    assert s.lr.tolist() == pytest.approx([0.05]) and s.halving == [True]
+    plain = Newbob(1, lr=0.1)
+    plain.end_epoch([50.0], 0, **kw)
+    plain.end_epoch([49.0], 1, **kw)
+    assert plain.halving == [True]  # without it the noisy epoch would have started halving
