@@ -44,9 +44,12 @@ class SynthConfig:
     max_words: int = option(30, help="longest usable sentence (words)")
     max_chapter_utts: int = option(12, help="utterances per chapter")
     words_per_second: float = option(2.75, help="TTS speaking rate before perturbation, for planning only")
-    speed_range: tuple[float, float] = option((0.92, 1.08), help="sox speed factor range of a speaker")
-    tempo_range: tuple[float, float] = option((0.92, 1.08), help="sox tempo factor range of a speaker")
-    pitch_cents_range: tuple[float, float] = option((-150.0, 150.0), help="sox pitch shift range (cents)")
+    speed_range: tuple[float, float] = option((0.92, 1.08), help="speed factor range of a speaker (resampling: "
+                                                                 "pitch, formants and duration)")
+    tempo_range: tuple[float, float] = option((0.92, 1.08), help="tempo factor range of a speaker (duration only, "
+                                                                 "stretched inside the TTS engine)")
+    pitch_cents_range: tuple[float, float] = option((-150.0, 150.0), help="pitch shift range (cents; like sox "
+                                                                          "pitch, as resampling + engine stretch)")
     reverb_prob: float = option(0.4, help="share of speakers with reverberation")
     snr_db_range: tuple[float, float] = option((20.0, 40.0), help="additive noise SNR range (dB)")
     pad_seconds: tuple[float, float] = option((0.1, 0.4), help="leading/trailing silence range (s)")
