@@ -104,8 +104,8 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
     reference non-silence boundary is matched to the nearest aligned boundary (``nearest_within_tol``; also at
     10/20/30/50 ms in ``nearest_within``, and the median of aligned minus reference time,
     ``nearest_median_offset_s``: a reference biased against the audio shows there). With ``utt2spk``, the same
-    nearest-boundary figures per speaker in ``by_speaker`` (on a synthetic corpus each speaker's voice and sox
-    chain shift its reference by its own offset). Utterances without a reference file are counted, not compared."""
+    nearest-boundary figures per speaker in ``by_speaker`` (on a synthetic corpus each TTS voice's labels
+    are offset by their own few milliseconds). Utterances without a reference file are counted, not compared."""
     tdir = Path(timings_dir)
     paired_ok = paired_n = near_ok = near_n = same_seq = compared = missing = 0
     diffs, signed, spk_signed = [], [], {}
@@ -141,7 +141,7 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
            "paired_within_tol": paired_ok / max(paired_n, 1), "paired_boundaries": paired_n,
            "paired_median_abs_diff_s": float(np.median(d_all)) if d_all.size else None,
            "nearest_within_tol": near_ok / max(near_n, 1), "reference_boundaries": near_n,
-           # the reference's own noise (TTS labels, sox tempo) shows as a spread over tolerances and a bias
+           # the reference's own noise (e.g. a TTS voice's labels) shows as a spread over tolerances and a bias
            "nearest_within": {f"{t:g}": _share_within(sg, t) if sg.size else None for t in (0.01, 0.02, 0.03, 0.05)},
            "nearest_median_offset_s": float(np.median(sg)) if sg.size else None}
     if utt2spk is not None:
