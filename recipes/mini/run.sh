@@ -104,7 +104,7 @@ run_step 1 data_dirs make_data_dirs
 
 compute_features() {
   for s in $splits; do
-    data-prep compute-fbank --data "data/$s" --out "data/fbank/$s" --jobs "$jobs"
+    data-prep compute-fbank --data "data/$s" --out "data/fbank/$s" --jobs "$jobs" "@$conf/fbank.conf"
     compute_features_for_gmm "$s" "$conf" "$jobs"
   done
 }

@@ -44,6 +44,10 @@ def test_mini_recipe_produces_every_artefact(recipe, mini_run):
         meta = json.loads((store / "meta.json").read_text())
         feats = np.load(store / "feats.npy", mmap_mode="r")
         assert feats.dtype == np.float16 and feats.shape == (meta["num_frames"], 40)
+        # the aligner's MFCC frames and the DNNs' fbank frames are the same frames, centred (conf/*.conf)
+        mfcc_meta = json.loads((d / "data/mfcc" / split / "meta.json").read_text())
+        assert meta["fbank"]["snip_edges"] is False and mfcc_meta["fbank"]["snip_edges"] is False
+        assert mfcc_meta["num_frames"] == meta["num_frames"]
         labels = np.load(d / "exp/tri/ali" / split / "pdf.npy")
         assert labels.shape == (feats.shape[0],)
         num_pdfs = int((d / "exp/tri/num_pdfs").read_text())
