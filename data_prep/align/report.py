@@ -105,10 +105,12 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
     10/20/30/50 ms in ``nearest_within``, and the median of aligned minus reference time,
     ``nearest_median_offset_s``: a reference biased against the audio shows there). With ``utt2spk``, the same
     nearest-boundary figures per speaker in ``by_speaker`` (on a synthetic corpus each TTS voice's labels
-    are offset by their own few milliseconds). Utterances without a reference file are counted, not compared."""
+    are offset by their own few milliseconds). ``by_position`` gives them for reference boundaries between two
+    phones (``inner``) and for those next to a pause or an utterance's edge (``next_to_pause``), where the
+    acoustic boundary is least defined. Utterances without a reference file are counted, not compared."""
     tdir = Path(timings_dir)
     paired_ok = paired_n = near_ok = near_n = same_seq = compared = missing = 0
-    diffs, signed, spk_signed = [], [], {}
+    diffs, signed, spk_signed, inner = [], [], {}, []
     for utt, segs in ctm.items():
         f = tdir / f"{utt}.txt"
         if not f.is_file():
@@ -121,6 +123,8 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
         compared += 1
         hb = np.unique(np.asarray([t for s in hyp for t in s[:2]]))
         rb = np.asarray([t for s in ref for t in s[:2]])
+        joined = np.isclose([s[1] for s in ref[:-1]], [s[0] for s in ref[1:]])  # phone i ends where i + 1 starts
+        inner.append(np.stack([np.r_[False, joined], np.r_[joined, False]], 1).ravel())  # rb's start, end order
         nearest = hb[np.abs(rb[:, None] - hb[None, :]).argmin(1)]
         signed.append(nearest - rb)
         if utt2spk is not None:
@@ -144,12 +148,20 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
            # the reference's own noise (e.g. a TTS voice's labels) shows as a spread over tolerances and a bias
            "nearest_within": {f"{t:g}": _share_within(sg, t) if sg.size else None for t in (0.01, 0.02, 0.03, 0.05)},
            "nearest_median_offset_s": float(np.median(sg)) if sg.size else None}
+    if sg.size:
+        is_inner = np.concatenate(inner)
+        out["by_position"] = {"inner": _nearest_summary(sg[is_inner], tolerance),
+                              "next_to_pause": _nearest_summary(sg[~is_inner], tolerance)}
     if utt2spk is not None:
-        per = {spk: np.concatenate(v) for spk, v in sorted(spk_signed.items())}
-        out["by_speaker"] = {spk: {"nearest_within_tol": _share_within(v, tolerance),
-                                   "reference_boundaries": int(v.size), "nearest_median_offset_s": float(np.median(v))}
-                             for spk, v in per.items()}
+        out["by_speaker"] = {spk: _nearest_summary(np.concatenate(v), tolerance) for spk, v in sorted(spk_signed.items())}
     return out
+
+
+def _nearest_summary(signed: np.ndarray, tolerance: float) -> dict:
+    """Nearest-boundary figures of a subset of reference boundaries (aligned minus reference times)."""
+    return {"nearest_within_tol": _share_within(signed, tolerance) if signed.size else None,
+            "reference_boundaries": int(signed.size),
+            "nearest_median_offset_s": float(np.median(signed)) if signed.size else None}
 
 
 def _share_within(diffs: np.ndarray, tolerance: float) -> float:

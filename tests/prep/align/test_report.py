@@ -29,6 +29,11 @@ def test_boundary_agreement_and_ctm_sanity(tmp_path):
     assert b["nearest_within"]["0.01"] == pytest.approx(7 / 8) and b["nearest_within"]["0.05"] == pytest.approx(7 / 8)
     assert b["nearest_median_offset_s"] == pytest.approx(-0.005)
     assert "by_speaker" not in b
+    # u1's dh start and ax end and u2's first start and last end touch a pause or an edge: -0.01 -0.08 0 0
+    assert b["by_position"]["next_to_pause"] == {"nearest_within_tol": pytest.approx(3 / 4), "reference_boundaries": 4,
+                                                 "nearest_median_offset_s": pytest.approx(-0.005)}
+    assert b["by_position"]["inner"] == {"nearest_within_tol": 1.0, "reference_boundaries": 4,
+                                         "nearest_median_offset_s": pytest.approx(-0.005)}
     per = boundary_agreement(ctm, ref, tolerance=0.02, utt2spk={"u1": "s1", "u2": "s2", "u3": "s1"})["by_speaker"]
     assert per["s1"] == {"nearest_within_tol": pytest.approx(3 / 4), "reference_boundaries": 4,
                          "nearest_median_offset_s": pytest.approx(-0.005)}
