@@ -243,9 +243,10 @@ def _alignment_section(run: RunSummary) -> str:
                       "ours within 10 / 20 / 30 ms):", "",
                   md_table(["System", "Split", "Avg loglik/frame", "<= 10 ms (%)", "<= 20 ms (%)", "<= 30 ms (%)"], rows,
                            "llrrrr")]
-    occ = run.cfg.path(run.cfg.alignment) / "occupancy.png"
-    if occ.is_file():
-        lines.append(f"\n![state occupancy]({_rel(occ, run.cfg.out_path.parent)})")
+    for png, alt in (("occupancy.png", "state occupancy"), ("boundary_offsets.png", "phone-boundary offsets")):
+        f = run.cfg.path(run.cfg.alignment) / png
+        if f.is_file():
+            lines.append(f"\n![{alt}]({_rel(f, run.cfg.out_path.parent)})")
     return "\n".join(lines) + "\n"
 
 

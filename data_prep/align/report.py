@@ -1,5 +1,5 @@
 """Alignment report helpers: the tied-state occupancy histogram (PNG), the OOV rate of a split, CTM sanity
-numbers and phone-boundary agreement with reference timings (synthetic corpora)."""
+numbers and phone-boundary agreement with reference timings (synthetic corpora) with its offset histogram (PNG)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,36 @@ def write_occupancy_png(path: str | os.PathLike, pdf_counts: np.ndarray) -> None
     a2.set_xlabel("tied state (sorted by occupancy)")
     a2.set_ylabel("frames")
     a2.set_title(f"{int(counts.sum())} aligned frames")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def write_boundary_offsets_png(path: str | os.PathLike, boundaries: dict[str, dict]) -> None:
+    """Per split (``boundaries``: split -> :func:`boundary_agreement`'s dict), the share of reference phone boundaries
+    by offset of the nearest aligned one (``offset_histogram``), with the tolerance marked; matplotlib Agg."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    tol = 0.02
+    for split, b in boundaries.items():
+        h = b["offset_histogram"]
+        n = max(sum(h["counts"]) + h["below"] + h["above"], 1)
+        tol = b.get("tolerance_s", tol)
+        share = b.get("nearest_within_tol")
+        label = split if share is None else f"{split}: {100 * share:.1f}% within {1000 * tol:g} ms"
+        ax.plot(1000 * np.asarray(h["bin_centres_s"]), 100 * np.asarray(h["counts"]) / n, marker="o", ms=3,
+                label=label)
+    for x in (-tol, tol):
+        ax.axvline(1000 * x, color="grey", ls="--", lw=1)
+    ax.set_xlabel("aligned minus reference boundary (ms, 5 ms bins; outside +-50 ms not drawn)")
+    ax.set_ylabel("reference boundaries (%)")
+    ax.set_title("Phone-boundary offsets against the reference timings")
+    ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
@@ -103,7 +133,8 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
     non-silence phone are compared one to one (``paired_within_tol``); over all compared utterances every
     reference non-silence boundary is matched to the nearest aligned boundary (``nearest_within_tol``; also at
     10/20/30/50 ms in ``nearest_within``, and the median of aligned minus reference time,
-    ``nearest_median_offset_s``: a reference biased against the audio shows there). With ``utt2spk``, the same
+    ``nearest_median_offset_s``: a reference biased against the audio shows there; ``offset_histogram``: their
+    counts in 5 ms bins centred on -50 ... +50 ms, ``below`` / ``above`` outside). With ``utt2spk``, the same
     nearest-boundary figures per speaker in ``by_speaker`` (on a synthetic corpus each TTS voice's labels
     are offset by their own few milliseconds). ``by_position`` gives them for reference boundaries between two
     phones (``inner``) and for those next to a pause or an utterance's edge (``next_to_pause``), where the
@@ -149,6 +180,7 @@ def boundary_agreement(ctm: dict[str, list[tuple[float, float, str]]], timings_d
            "nearest_within": {f"{t:g}": _share_within(sg, t) if sg.size else None for t in (0.01, 0.02, 0.03, 0.05)},
            "nearest_median_offset_s": float(np.median(sg)) if sg.size else None}
     if sg.size:
+        out["offset_histogram"] = _offset_histogram(sg)
         is_inner = np.concatenate(inner)
         out["by_position"] = {"inner": _nearest_summary(sg[is_inner], tolerance),
                               "next_to_pause": _nearest_summary(sg[~is_inner], tolerance)}
@@ -162,6 +194,16 @@ def _nearest_summary(signed: np.ndarray, tolerance: float) -> dict:
     return {"nearest_within_tol": _share_within(signed, tolerance) if signed.size else None,
             "reference_boundaries": int(signed.size),
             "nearest_median_offset_s": float(np.median(signed)) if signed.size else None}
+
+
+def _offset_histogram(signed: np.ndarray, step: float = 0.005, bins_each_side: int = 10) -> dict:
+    """Counts of signed offsets in bins centred on multiples of ``step`` (CTM times are multiples of 10 ms, so an
+    offset never falls on a bin edge by rounding), and how many lie below / above them."""
+    centres = np.arange(-bins_each_side, bins_each_side + 1) * step
+    edges = np.r_[centres - step / 2, centres[-1] + step / 2]
+    counts, _ = np.histogram(signed, bins=edges)
+    return {"bin_centres_s": [round(float(c), 6) for c in centres], "counts": counts.astype(int).tolist(),
+            "below": int((signed < edges[0]).sum()), "above": int((signed > edges[-1]).sum())}
 
 
 def _share_within(diffs: np.ndarray, tolerance: float) -> float:

@@ -18,7 +18,8 @@ unchanged, :mod:`data_prep.align.substages` lists which, and ``--force`` redoes 
    ``--tri-iters`` iterations with realignment on ``--tri-realign`` and splitting up to ``--tri-gauss``.
 4. **ali** (``exp/tri/ali/<split>``): final Viterbi alignment of every split with the triphone model:
    ``pdf.npy`` (1:1 with the feature store, -1 where not aligned), ``tid.npy`` (transition ids),
-   ``phones.ctm``, ``failed.tsv``, ``done.json``; then ``pdf_counts.npy`` (train split), ``occupancy.png``
+   ``phones.ctm``, ``failed.tsv``, ``done.json``; then ``pdf_counts.npy`` (train split), ``occupancy.png``,
+   ``boundary_offsets.png`` (with reference timings)
    and ``report.json`` (stamp ``exp/tri/.report.stamp.json``). CTM times and real-time factors use the
    feature store's frame shift.
 
@@ -140,6 +141,7 @@ def run_align(cfg: AlignStageConfig) -> dict:
         save_npy(final_dir / "pdf_counts.npy", counts)
         write_occupancy_png(final_dir / "occupancy.png", counts)
         report["states_used"] = int((counts > 0).sum())
+    write_offsets_plot(final_dir / "boundary_offsets.png", report["splits"])
     report["oov_rate"] = {n: s.get("oov", {}).get("oov_rate") for n, s in splits.items()}
     report["num_tied_states"] = final.num_pdfs
     report["seconds"] = round(time.time() - t_start, 1)
@@ -147,6 +149,19 @@ def run_align(cfg: AlignStageConfig) -> dict:
     write_json(final_dir / "report.json", report)
     step.done(num_tied_states=final.num_pdfs)
     return report
+
+
+def write_offsets_plot(path: Path, splits: dict[str, dict]) -> None:
+    """``boundary_offsets.png`` of the splits compared with reference timings; none (and an old one removed) if
+    no split was."""
+    from data_prep.align.report import write_boundary_offsets_png
+
+    boundaries = {n: s.get("sanity", {}).get("boundaries") or {} for n, s in splits.items()}
+    compared = {n: b for n, b in boundaries.items() if "offset_histogram" in b}
+    if compared:
+        write_boundary_offsets_png(path, compared)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def mono_boundaries(run: AlignRun, mono, mono_tids: np.ndarray, refs: Path) -> dict[str, dict]:

@@ -66,6 +66,7 @@ def test_mini_recipe_produces_every_artefact(recipe, mini_run):
     recipe.check_run(d, ["dev", "test"], table1_only=True)
     speakers = json.loads((d / "exp/tri/report.json").read_text())["splits"]["dev"]["sanity"]["boundaries"]["by_speaker"]
     assert speakers and all(0.0 <= s["nearest_within_tol"] <= 1.0 for s in speakers.values())  # the TTS's timings
+    assert "![phone-boundary offsets](tri/boundary_offsets.png)" in report and (d / "exp/tri/boundary_offsets.png").is_file()
 
 
 def test_mini_rerun_rebuilds_nothing(recipe, mini_run):

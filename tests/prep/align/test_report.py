@@ -39,3 +39,28 @@ def test_boundary_agreement_and_ctm_sanity(tmp_path):
                          "nearest_median_offset_s": pytest.approx(-0.005)}
     assert per["s2"] == {"nearest_within_tol": 1.0, "reference_boundaries": 4,
                          "nearest_median_offset_s": pytest.approx(-0.005)}
+
+
+def test_offset_histogram_and_its_plot(tmp_path):
+    from data_prep.align.report import boundary_agreement, read_ctm
+    from data_prep.align.stage import write_offsets_plot
+
+    (tmp_path / "ctm").write_text("u1 1 0.00 0.30 SIL\nu1 1 0.30 0.10 DH\nu1 1 0.40 0.12 AH\nu1 1 0.52 0.20 SIL\n"
+                                  "u2 1 0.00 0.20 K\nu2 1 0.20 0.40 AE\n")
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "u1.txt").write_text("0.0 0.31 pau\n0.31 0.40 dh\n0.40 0.60 ax\n0.60 0.8 pau\n")
+    (ref / "u2.txt").write_text("0.0 0.27 k\n0.27 0.66 ae\n")
+    b = boundary_agreement(read_ctm(tmp_path / "ctm"), ref, tolerance=0.02)
+    h = b["offset_histogram"]
+    # nearest aligned minus reference: u1 -0.01 0 0 -0.08; u2 0 -0.07 -0.07 -0.06
+    assert len(h["bin_centres_s"]) == len(h["counts"]) == 21
+    assert h["bin_centres_s"][0] == -0.05 and h["bin_centres_s"][10] == 0 and h["bin_centres_s"][-1] == 0.05
+    assert h["counts"][10] == 3 and h["counts"][8] == 1 and sum(h["counts"]) == 4
+    assert h["below"] == 4 and h["above"] == 0
+    splits = {"train": {"sanity": {"boundaries": b}}, "dev": {"sanity": {}}}
+    png = tmp_path / "boundary_offsets.png"
+    write_offsets_plot(png, splits)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    write_offsets_plot(png, {"dev": {"sanity": {}}})  # no split compared: no plot, and the old one goes
+    assert not png.exists()
