@@ -68,13 +68,7 @@ make_data_dirs() {
 }
 run_step 0 data_dirs make_data_dirs
 
-compute_features() {
-  for s in $splits; do
-    data-prep compute-fbank --data "data/$s" --out "data/fbank/$s" --jobs "$jobs" "@$conf/fbank.conf"
-    compute_features_for_gmm "$s" "$conf" "$jobs"
-  done
-}
-run_step 1 features compute_features
+run_step 1 features compute_features "$splits" "$conf" "$jobs"
 
 lang_and_grammar() {
   # the vocabulary is the ten digit words (conf/words.txt); the grammar sees the train transcripts only

@@ -105,14 +105,9 @@ make_data_dirs() {
 }
 run_step 1 data_dirs make_data_dirs
 
-compute_features() {
-  local p
-  for p in train $eval_parts; do
-    data-prep compute-fbank --data "data/$p" --out "data/fbank/$p" --jobs "$jobs" "@$conf/fbank.conf"
-    [ -n "$kaldi_ali" ] || compute_features_for_gmm "$p" "$conf" "$jobs"
-  done
-}
-run_step 2 features compute_features
+# an imported Kaldi system brings its own alignment: no aligner features (data/mfcc) to compute
+[ -z "$kaldi_ali" ] || gmm_feats=fbank
+run_step 2 features compute_features "train $eval_parts" "$conf" "$jobs"
 
 lang_and_lm() {
   # alignment lang: the transcripts' words (dev/test are force-aligned for their frame labels only)

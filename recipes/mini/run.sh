@@ -102,13 +102,7 @@ make_data_dirs() {
 }
 run_step 1 data_dirs make_data_dirs
 
-compute_features() {
-  for s in $splits; do
-    data-prep compute-fbank --data "data/$s" --out "data/fbank/$s" --jobs "$jobs" "@$conf/fbank.conf"
-    compute_features_for_gmm "$s" "$conf" "$jobs"
-  done
-}
-run_step 2 features compute_features
+run_step 2 features compute_features "$splits" "$conf" "$jobs"
 
 lang_and_lm() {
   # alignment lang: every transcript's words (dev/test are force-aligned for their frame labels only)

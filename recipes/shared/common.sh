@@ -71,6 +71,16 @@ compute_features_for_gmm() {
   data-prep compute-fbank --data "data/$1" --out "data/mfcc/$1" --jobs "$3" "@$2/mfcc.conf"
 }
 
+# compute_features "SPLITS" CONF_DIR JOBS: per split, the DNNs' fbank store data/fbank/SPLIT (CONF_DIR/fbank.conf)
+# and the aligner's features beside it (compute_features_for_gmm)
+compute_features() {
+  local s
+  for s in $1; do
+    data-prep compute-fbank --data "data/$s" --out "data/fbank/$s" --jobs "$3" "@$2/fbank.conf"
+    compute_features_for_gmm "$s" "$2" "$3"
+  done
+}
+
 # gmm_feature_opts: the `data-prep align` options of $gmm_feats into the caller's array gmm_feat_opts
 gmm_feature_opts() {
   case ${gmm_feats:-fbank} in
