@@ -39,9 +39,16 @@ def write_occupancy_png(path: str | os.PathLike, pdf_counts: np.ndarray) -> None
     plt.close(fig)
 
 
-def write_boundary_offsets_png(path: str | os.PathLike, boundaries: dict[str, dict]) -> None:
-    """Per split (``boundaries``: split -> :func:`boundary_agreement`'s dict), the share of reference phone boundaries
-    by offset of the nearest aligned one (``offset_histogram``), with the tolerance marked; matplotlib Agg."""
+def write_boundary_offsets_png(path: str | os.PathLike, splits: dict[str, dict]) -> None:
+    """Per split compared with reference timings (``splits``: the alignment report's, each with
+    ``sanity.boundaries`` from :func:`boundary_agreement`), the share of reference phone boundaries by offset of the
+    nearest aligned one (``offset_histogram``), the tolerance marked; matplotlib Agg. No split compared: no plot,
+    and an old one is removed."""
+    boundaries = {n: s.get("sanity", {}).get("boundaries") or {} for n, s in splits.items()}
+    boundaries = {n: b for n, b in boundaries.items() if "offset_histogram" in b}
+    if not boundaries:
+        Path(path).unlink(missing_ok=True)
+        return
     import matplotlib
 
     matplotlib.use("Agg")

@@ -133,15 +133,15 @@ def run_align(cfg: AlignStageConfig) -> dict:
         by_stage = {"mono": mono_boundaries(run, mono, mono_tids, refs), **by_stage}
     if len(by_stage) > 1:
         report["by_stage"] = by_stage
-    if cfg.train_split in cfg.splits:
-        from data_prep.align.report import write_occupancy_png
+    from data_prep.align.report import write_boundary_offsets_png, write_occupancy_png
 
+    if cfg.train_split in cfg.splits:
         train_pdf = np.load(final_dir / "ali" / cfg.train_split / "pdf.npy")
         counts = np.bincount(train_pdf[train_pdf >= 0], minlength=final.num_pdfs).astype(np.int64)
         save_npy(final_dir / "pdf_counts.npy", counts)
         write_occupancy_png(final_dir / "occupancy.png", counts)
         report["states_used"] = int((counts > 0).sum())
-    write_offsets_plot(final_dir / "boundary_offsets.png", report["splits"])
+    write_boundary_offsets_png(final_dir / "boundary_offsets.png", report["splits"])
     report["oov_rate"] = {n: s.get("oov", {}).get("oov_rate") for n, s in splits.items()}
     report["num_tied_states"] = final.num_pdfs
     report["seconds"] = round(time.time() - t_start, 1)
@@ -149,19 +149,6 @@ def run_align(cfg: AlignStageConfig) -> dict:
     write_json(final_dir / "report.json", report)
     step.done(num_tied_states=final.num_pdfs)
     return report
-
-
-def write_offsets_plot(path: Path, splits: dict[str, dict]) -> None:
-    """``boundary_offsets.png`` of the splits compared with reference timings; none (and an old one removed) if
-    no split was."""
-    from data_prep.align.report import write_boundary_offsets_png
-
-    boundaries = {n: s.get("sanity", {}).get("boundaries") or {} for n, s in splits.items()}
-    compared = {n: b for n, b in boundaries.items() if "offset_histogram" in b}
-    if compared:
-        write_boundary_offsets_png(path, compared)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def mono_boundaries(run: AlignRun, mono, mono_tids: np.ndarray, refs: Path) -> dict[str, dict]:

@@ -42,8 +42,7 @@ def test_boundary_agreement_and_ctm_sanity(tmp_path):
 
 
 def test_offset_histogram_and_its_plot(tmp_path):
-    from data_prep.align.report import boundary_agreement, read_ctm
-    from data_prep.align.stage import write_offsets_plot
+    from data_prep.align.report import boundary_agreement, read_ctm, write_boundary_offsets_png
 
     (tmp_path / "ctm").write_text("u1 1 0.00 0.30 SIL\nu1 1 0.30 0.10 DH\nu1 1 0.40 0.12 AH\nu1 1 0.52 0.20 SIL\n"
                                   "u2 1 0.00 0.20 K\nu2 1 0.20 0.40 AE\n")
@@ -60,7 +59,7 @@ def test_offset_histogram_and_its_plot(tmp_path):
     assert h["below"] == 4 and h["above"] == 0
     splits = {"train": {"sanity": {"boundaries": b}}, "dev": {"sanity": {}}}
     png = tmp_path / "boundary_offsets.png"
-    write_offsets_plot(png, splits)
+    write_boundary_offsets_png(png, splits)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    write_offsets_plot(png, {"dev": {"sanity": {}}})  # no split compared: no plot, and the old one goes
+    write_boundary_offsets_png(png, {"dev": {"sanity": {}}})  # no split compared: no plot, and the old one goes
     assert not png.exists()
