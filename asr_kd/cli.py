@@ -21,6 +21,7 @@ COMMANDS = [
     ("list-models", "asr_kd.decoding.list_models", "the decodable systems of a run with their model options"),
     ("am-speed", "asr_kd.decoding.am_speed", "acoustic-model speed (frames/s) of models on the CPU"),
     ("decode-speed", "asr_kd.decoding.decode_speed", "RTF and WER of the one-pass decoder per beam on a split"),
+    ("align", "asr_kd.decoding.align", "forced alignment with a DNN on a GMM system's HMMs (Kaldi's nnet3/align.sh)"),
     ("loglikes", "asr_kd.decoding.loglikes", "write pseudo-log-likelihoods of a model as a Kaldi ark"),
     ("transcribe", "asr_kd.decoding.transcribe", "transcribe audio files with an export dir and a graph dir"),
     ("export", "asr_kd.export.write", "export a model for a decoder (TorchScript + ONNX + priors + config)"),

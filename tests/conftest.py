@@ -107,6 +107,33 @@ def simulate_corpus():
     return _simulate_corpus
 
 
+def _write_align_split(root, lang, name, seed, n, extra=()):
+    """A simulated split: ``root/fbank/<name>`` (store) and ``root/data/<name>`` (text, utt2spk); ``extra`` =
+    (utt, frames, words or None) odd utterances appended at the end (ids sort last). Returns the corpus, the
+    utterance ids and lengths."""
+    from data_prep.corpus.data_dir import DataDir
+    from data_prep.features.store import write_store
+
+    c = _simulate_corpus(lang, num_utts=n, seed=seed, separation=3.0, state_frames=(3, 6))
+    feats, utts, lengths, spk, text = [c.feats], list(c.utt_ids), list(c.lengths), list(c.speakers), dict(c.text)
+    for utt, frames, words in extra:
+        feats.append(np.zeros((frames, c.feats.shape[1]), np.float16))
+        utts.append(utt)
+        lengths.append(frames)
+        spk.append("zz")
+        if words is not None:
+            text[utt] = words
+    write_store(root / "fbank" / name, np.concatenate(feats), utts, lengths, spk)
+    DataDir(wav={u: "/dev/null" for u in utts}, text=text, utt2spk=dict(zip(utts, spk))).write(root / "data" / name)
+    return c, utts, lengths
+
+
+@pytest.fixture(scope="session")
+def write_align_split():
+    """A simulated split on disk for end-to-end alignment runs: see :func:`_write_align_split`."""
+    return _write_align_split
+
+
 # ------------------------------------------------------------------------------ toy lexicon / decoding system
 
 def _make_lexicon(num_words: int = 40, seed: int = 0) -> dict:

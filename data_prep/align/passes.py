@@ -97,15 +97,46 @@ def _setup(ctx: PassContext):
     return _WORKER_CACHE["hmm"], _WORKER_CACHE["gmm"], _WORKER_CACHE["compiler"]
 
 
-def _min_frames(hmm: HmmModel, word_ids: list[int]) -> int:
+def min_frames(hmm: HmmModel, lang, word_ids: list[int]) -> int:
     """Fewest frames any pronunciation of the transcript needs (no optional silence)."""
-    lang = _WORKER_CACHE["lang"]
-    names = _WORKER_CACHE.setdefault("id2word", {v: k for k, v in lang.words.items()})
+    names = {v: k for k, v in lang.words.items()}
     total = 0
     for w in word_ids:
         prons = lang.lexicon.get(names.get(w, ""), [()])
         total += min(hmm.min_frames([lang.phones[p] for p in pron]) for pron in prons)
     return total
+
+
+@dataclass
+class UttAlignment:
+    """One utterance's forced alignment: transition ids and the log-likelihood of each frame's aligned pdf, or
+    the reason it failed."""
+
+    tids: np.ndarray | None
+    frame_loglik: np.ndarray | None = None
+    reason: str = ""
+
+
+def align_utterance(compiler: GraphCompiler, hmm: HmmModel, lang, opts: AlignOptions, utt: str,
+                    words: list[int] | None, num_frames: int, score) -> UttAlignment:
+    """Compile the transcript's training graph, score the pdfs it reaches (``score(pdfs)`` -> (num_frames,
+    len(pdfs)) unscaled log-likelihoods: GMMs, or a DNN's posteriors over priors) and Viterbi-align; every
+    failure comes back with its reason (never raised)."""
+    if words is None:
+        return UttAlignment(None, reason="no transcript")
+    try:
+        graph = compiler.compile(words)
+    except Exception as e:  # noqa: BLE001 (listed, never fatal)
+        return UttAlignment(None, reason=f"graph compilation failed: {e}")
+    pdfs = graph_pdfs(graph, hmm)
+    pdf_ll = np.asarray(score(pdfs), dtype=np.float32)
+    res = viterbi_align(graph, pdf_ll, hmm, opts, utt, pdfs=pdfs)
+    if not res.ok:
+        need = min_frames(hmm, lang, words)
+        return UttAlignment(None, reason=f"too short: {num_frames} frames < {need} HMM states of the transcript"
+                            if num_frames < need else res.reason)
+    lab = hmm.tid2pdf[res.tids]
+    return UttAlignment(res.tids, pdf_ll[np.arange(num_frames), np.searchsorted(pdfs, lab)])
 
 
 def _feats(store_dir: str) -> np.ndarray:
@@ -130,26 +161,15 @@ def process_chunk(ctx: PassContext, store_dir: str, rows: list[int], starts: lis
         lab = np.full(x.shape[0], -1, dtype=np.int64)
         frame_ll = np.zeros(x.shape[0], dtype=np.float32)  # of the aligned pdf (final pass report)
         for k, (r, u, w) in enumerate(zip(rows, utt_ids, words)):
-            if w is None:
-                failed[r] = "no transcript"
-                continue
             a, b = int(offs[k]), int(offs[k + 1])
-            try:
-                graph = compiler.compile(w)
-            except Exception as e:  # noqa: BLE001 (listed, never fatal)
-                failed[r] = f"graph compilation failed: {e}"
-                continue
-            pdfs = graph_pdfs(graph, hmm)
-            pdf_ll = gmm.log_likelihoods(x[a:b], pdfs).numpy()
-            res = viterbi_align(graph, pdf_ll, hmm, ctx.opts, u, pdfs=pdfs)
-            if not res.ok:
-                need = _min_frames(hmm, w)
-                failed[r] = (f"too short: {b - a} frames < {need} HMM states of the transcript" if b - a < need
-                             else res.reason)
+            res = align_utterance(compiler, hmm, _WORKER_CACHE["lang"], ctx.opts, u, w, b - a,
+                                  lambda pdfs: gmm.log_likelihoods(x[a:b], pdfs).numpy())  # noqa: B023 (called now)
+            if res.tids is None:
+                failed[r] = res.reason
                 continue
             tids_out[k] = res.tids
             lab[a:b] = hmm.tid2pdf[res.tids]
-            frame_ll[a:b] = pdf_ll[np.arange(b - a), np.searchsorted(pdfs, lab[a:b])]
+            frame_ll[a:b] = res.frame_loglik
     else:
         lab = np.asarray(labels, dtype=np.int64)
     ll = 0.0

@@ -216,3 +216,14 @@ def _offset_histogram(signed: np.ndarray, step: float = 0.005, bins_each_side: i
 def _share_within(diffs: np.ndarray, tolerance: float) -> float:
     """Share of time differences within ``tolerance`` (seconds; CTM times are rounded to 10 ms, hence the 1e-9)."""
     return float((np.abs(diffs) <= tolerance + 1e-9).mean())
+
+
+def stage_summary(splits: dict[str, dict]) -> dict[str, dict]:
+    """Per split: aligned fraction, average log-likelihood and (with reference timings) boundary agreement."""
+    out = {}
+    for name, s in splits.items():
+        b = s.get("sanity", {}).get("boundaries") or {}
+        out[name] = {"fraction_aligned": s.get("fraction_aligned"), "avg_loglik": s.get("avg_loglik"),
+                     "nearest_within": b.get("nearest_within"),
+                     "nearest_median_offset_s": b.get("nearest_median_offset_s")}
+    return out

@@ -54,6 +54,7 @@ from asr_base.io import read_json, save_npy, write_json
 from asr_base.stamp import Step
 from data_prep.align.config import AlignStageConfig
 from data_prep.align.passes import Aligner
+from data_prep.align.report import stage_summary
 from data_prep.align.substages import (AlignRun, read_split, run_mono, run_split_alignment, run_tree, run_tri,
                                        tri1_spec)
 
@@ -161,17 +162,6 @@ def mono_boundaries(run: AlignRun, mono, mono_tids: np.ndarray, refs: Path) -> d
     aligned = np.unique(np.searchsorted(run.train.starts, np.flatnonzero(mono_tids > 0), side="right") - 1).size
     return stage_summary({run.cfg.train_split: {"fraction_aligned": aligned / max(len(run.train.utt_ids), 1),
                                                 "sanity": {"boundaries": boundary_agreement(read_ctm(ctm), refs)}}})
-
-
-def stage_summary(splits: dict[str, dict]) -> dict[str, dict]:
-    """Per split: aligned fraction, average log-likelihood and (with reference timings) boundary agreement."""
-    out = {}
-    for name, s in splits.items():
-        b = s.get("sanity", {}).get("boundaries") or {}
-        out[name] = {"fraction_aligned": s.get("fraction_aligned"), "avg_loglik": s.get("avg_loglik"),
-                     "nearest_within": b.get("nearest_within"),
-                     "nearest_median_offset_s": b.get("nearest_median_offset_s")}
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -39,9 +39,8 @@ from data_prep.align.fmllr import read_transforms, write_transforms
 from data_prep.align.front_end import FrontEnd, read_kaldi_matrix, write_kaldi_matrix
 from data_prep.align.gmm import DiagGmmSet
 from data_prep.align.hmm import AlignOptions, HmmModel, load_hmm
-from data_prep.align.outputs import write_ctm, write_failed
+from data_prep.align.outputs import SPLIT_OUTPUTS, write_failed, write_split_alignment
 from data_prep.align.passes import Aligner
-from data_prep.align.report import boundary_agreement, ctm_sanity, read_ctm
 from data_prep.align.split_data import (SplitData, contexts_range, load_split, read_frames, split_speakers,
                                        utterance_ranges)
 from data_prep.align.training import flat_start_labels, init_gmm, save_system, shortest_rows, train_system
@@ -50,8 +49,6 @@ from data_prep.align.tree.event_map import TiedStateTree
 from data_prep.align.tree.stats import TreeStats
 
 log = logging.getLogger(__name__)
-
-SPLIT_OUTPUTS = ("pdf.npy", "tid.npy", "phones.ctm", "failed.tsv", "done.json")
 
 
 @dataclass
@@ -287,23 +284,8 @@ def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet
     tids = np.zeros(sp.num_frames, np.int32)
     summ = run.aligner.run_pass(sp, tri, gmm, run.opts, realign=True, accumulate=False, labels=labels, tids=tids,
                                 desc=f"align {name}", front=front)
-    save_npy(d / "pdf.npy", labels)
-    save_npy(d / "tid.npy", tids)
-    write_ctm(d / "phones.ctm", sp, tids, tri, run.lang)
-    write_failed(d / "failed.tsv", sp, sp.failure_reasons(summ.failed))
-    ctm = read_ctm(d / "phones.ctm")
-    sanity = ctm_sanity(ctm)
-    if refs is not None:
-        utt2spk = dict(zip(sp.utt_ids, sp.speakers)) if len(sp.speakers) == len(sp.utt_ids) else None
-        sanity["boundaries"] = boundary_agreement(ctm, refs, utt2spk=utt2spk)
-    audio_s = sp.num_frames * sp.frame_shift
-    info = {"utterances": len(sp.utt_ids), "aligned": summ.aligned, "failed": len(summ.failed),
-            "fraction_aligned": summ.aligned / max(len(sp.utt_ids), 1),
-            "avg_loglik": summ.align_loglik / max(summ.align_frames, 1),
-            "frames": sp.num_frames, "aligned_frames": summ.align_frames,
-            "seconds": round(summ.seconds, 2), "rtf": summ.seconds / max(audio_s, 1e-9), "oov": sp.oov,
-            "sanity": sanity}
-    write_json(d / "done.json", info)
+    info = write_split_alignment(d, sp, tids, tri, run.lang, summ.failed, refs, seconds=summ.seconds,
+                                 loglik=(summ.align_loglik, summ.align_frames))
     step.done(aligned=summ.aligned, failed=len(summ.failed))
     log.info("%s: aligned %d / %d utterances (%.1f%%), avg loglik %.3f, RTF %.4f; OOV rate %.2f%%, %d utterances "
              "left out for OOVs", name, summ.aligned, len(sp.utt_ids), 100 * info["fraction_aligned"],

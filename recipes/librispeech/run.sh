@@ -13,6 +13,8 @@
 #   5  baseline DNN (8 x 2560), 6 teacher ensemble (--num-teachers 10), 7 distillation sweep
 #   8  section-6 regularizer (--regularizer true), 9 frame accuracy + graph + decoding with every model,
 #  10  report (exp/report.md), 11 export of the best student
+#  12  (--nnet-align true) every part realigned by the teachers' ensemble on the GMM system's HMMs (asr-kd align,
+#      Kaldi's steps/nnet3/align.sh) into exp/<gmm>_nnet, e.g. to retrain on it (--align-system does not take it)
 # Models train on GPUs: --ngpu N runs the training stages through torchrun (DDP, one process per GPU).
 # Usage: bash recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--corpus-dir DIR] [--ngpu 8] ...
 # See recipes/librispeech/README.md for expected GPU hours and disk.
@@ -46,11 +48,12 @@ num_teachers=10
 ngpu=0                      # >0: training stages run under torchrun with this many processes
 jobs=$(nproc)
 regularizer=false
+nnet_align=false            # true: stage 12 (above)
 decode_systems=all          # all: baseline, ensemble and every student; table1: baseline, ensemble, dev-chosen student
 rescore_arpa=""             # an ARPA LM to rescore the lattices with (decode --rescore-arpa, e.g. tglarge): composed
                             # as a G.fst (kaldilm, C++), which the decoder processes share copy-on-write; its size is
                             # that of the G.fst (Kaldi keeps fglarge as a const-arpa LM instead, which kaldilm lacks)
-_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang gmm_feats align_system align_conf num_teachers ngpu jobs regularizer decode_systems rescore_arpa"
+_recipe_options="stage stop_stage dir conf corpus_dir lm_dir train_parts dev_parts test_parts kaldi_ali kaldi_lang gmm_feats align_system align_conf num_teachers ngpu jobs regularizer nnet_align decode_systems rescore_arpa"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -170,5 +173,10 @@ run_step 9 decode decode_all_models "$tune_pairs" --device "$device" --num-jobs 
   "${rescore_opts[@]}"
 report_step
 run_step 11 export export_best_student "$decode_lang"
+if [ "$nnet_align" = true ]; then  # the alignment's lang dir: data/lang, or the imported Kaldi one
+  align_lang=data/lang
+  [ -n "$kaldi_ali" ] && align_lang=exp/tri/lang
+  run_step 12 nnet_align nnet_align_step "train $eval_parts" "$align_lang" --ensemble exp/teachers
+fi
 
 log "librispeech recipe: stages $stage..$stop_stage done"

@@ -28,6 +28,8 @@
 #      then the report again
 #  15 error bars (--seeds "1 2 3"): stages 5-10 again for every other seed on the same data, alignment and
 #      graph (seeds/seed_S), then exp/seeds.md: every Table 1 cell as mean +- std over the seeds
+#  16 (--nnet-align true) every split realigned by the teachers' ensemble on the GMM system's HMMs (asr-kd align,
+#      Kaldi's steps/nnet3/align.sh) into exp/<gmm>_nnet, with its boundary agreement beside the GMM's (report.json)
 # Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage M] [--size default|tiny] [--jobs 2] ...
 # Outputs go to <dir>/data and <dir>/exp (default dir: recipes/mini). A rerun calls every stage again and
 # each skips what is up to date (its *.stamp.json), so a changed option or input rebuilds what depends on
@@ -54,13 +56,15 @@ gmm_feats=mfcc     # the aligner's features: mfcc = 13-dim MFCC + deltas + delta
                    # Kaldi's train_mono / train_deltas front end); fbank = the DNNs' 40-dim store
 decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
 train_hours=""     # e.g. 10: synthesise that many hours of train speech instead of ~2 h (benchmarks/bench_align_scale.py)
+nnet_align=false   # true: stage 16 realigns every split with the teachers' ensemble into exp/tri_nnet (~1 min; not
+                   # used for training: baselines retrained on it decoded worse, README)
 align_system=tri   # stage 4's last GMM system, whose tied states the DNNs learn: tri (MFCC + deltas), tri2 (+ LDA+MLLT),
                    # tri3 (+ SAT with per-speaker fMLLR); see gmm_system in recipes/shared/common.sh
 # model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
 _recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds rescore"
-_recipe_options+=" decode_speed gmm_feats align_system train_hours dir conf"
+_recipe_options+=" decode_speed gmm_feats align_system train_hours nnet_align dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -172,6 +176,10 @@ if [ -n "$seeds" ]; then
   run_step 15 seeds seed_runs "$seeds" "$here/run.sh" 5 10 --size "$size" --jobs "$jobs" \
     --num-teachers "$num_teachers" --regularizer "$regularizer" --decode-systems "$decode_systems" --rescore "$rescore" \
     --align-system "$align_system" --conf "$conf"
+fi
+
+if [ "$nnet_align" = true ]; then
+  run_step 16 nnet_align nnet_align_step "$splits" data/lang --ensemble exp/teachers
 fi
 
 log "mini recipe: stages $stage..$stop_stage done; report: $dir/exp/report.md"

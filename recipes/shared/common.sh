@@ -117,6 +117,23 @@ frame_accuracy_all() {
   done
 }
 
+# nnet_align_step "SPLITS" LANG MODEL_OPTIONS...: every split realigned by a network (e.g. --ensemble exp/teachers)
+# on $gmm_dir's HMMs and tree (asr-kd align, Kaldi's steps/nnet3/align.sh) into ${gmm_dir}_nnet, the train split
+# with its state counts; with the corpus' reference phone timings (data/corpus/phone_timings) each split's
+# boundary agreement goes into ${gmm_dir}_nnet/report.json beside the GMM system's
+nnet_align_step() {
+  local splits=$1 lang=$2 s
+  local -a extra
+  shift 2
+  for s in $splits; do
+    extra=()
+    [ "$s" = train ] && extra+=(--counts)
+    [ -d data/corpus/phone_timings ] && extra+=(--reference-timings data/corpus/phone_timings)
+    asr-kd align "$@" --priors "$gmm_dir/pdf_counts.npy" --feats "data/fbank/$s" --data "data/$s" --lang "$lang" \
+      --gmm-dir "$gmm_dir" --out "${gmm_dir}_nnet" "${extra[@]}"
+  done
+}
+
 # read_model_args LINE: the model options of one `asr-kd list-models` line (NAME ARGS, shell-quoted) into the
 # caller's array model_args
 read_model_args() {

@@ -81,7 +81,8 @@ def test_librispeech_recipe_with_an_imported_kaldi_system(recipe, librispeech_ru
     """--kaldi-ali / --kaldi-lang: the native run's system written out as Kaldi leaves one (ali.*.gz of transition
     ids, tree, final.mdl per split; the decoding lang dir with phones/align_lexicon.txt and no lexicon.txt),
     imported from stage 4 on into a copy of the run without its system, graph, decodings and export: the same labels
-    (so no model is retrained), the same graph from Kaldi's lang dir, the same WER, the same exported lexicon."""
+    (so no model is retrained), the same graph from Kaldi's lang dir, the same WER, the same exported lexicon; and
+    --nnet-align realigns every part with the ensemble on the imported system."""
     _, base, opts = librispeech_run
     run = base / "run"
     kaldi = tmp_path / "kaldi"
@@ -94,7 +95,7 @@ def test_librispeech_recipe_with_an_imported_kaldi_system(recipe, librispeech_ru
         shutil.rmtree(run2 / d)
     model_mtime = (run2 / "exp/baseline/final.pt").stat().st_mtime_ns
     proc = recipe.run("recipes/librispeech/run.sh", "--dir", str(run2), *opts, "--stage", "4",
-                      "--kaldi-ali", str(kaldi / "ali"), "--kaldi-lang", str(kaldi / "lang"))
+                      "--kaldi-ali", str(kaldi / "ali"), "--kaldi-lang", str(kaldi / "lang"), "--nnet-align", "true")
     assert recipe.steps_run(proc.stderr)[0] == "align"
     assert json.loads((run2 / "exp/tri/report.json").read_text())["source"] == "kaldi"  # imported, not aligned
     for s in ("train", "dev-clean", "test-clean"):
@@ -103,3 +104,9 @@ def test_librispeech_recipe_with_an_imported_kaldi_system(recipe, librispeech_ru
     assert (run2 / "exp/graph/HCLG.fst").read_bytes() == (run / "exp/graph/HCLG.fst").read_bytes()
     assert _wers(run2) == _wers(run) and len(_wers(run)) >= 6
     assert (run2 / "exp/export/lexicon.txt").read_text() == (run / "exp/export/lexicon.txt").read_text()
+    # --nnet-align: every part realigned by the ensemble on Kaldi's HMMs, tree and lang dir (stage 12)
+    assert recipe.steps_run(proc.stderr)[-1] == "nnet_align"
+    for s in ("train", "dev-clean", "test-clean"):
+        done = json.loads((run2 / "exp/tri_nnet/ali" / s / "done.json").read_text())
+        assert done["fraction_aligned"] > 0.5, s
+    assert (run2 / "exp/tri_nnet/final.mdl").read_bytes() == (run2 / "exp/tri/final.mdl").read_bytes()

@@ -125,7 +125,8 @@ def test_mini_optional_stages_on_a_finished_run(recipe, mini_run, tmp_path):
     """--rescore true on a finished run: stage 3 adds the 4-gram, the models stay, and stage 9 decodes again
     with rescoring: every system's dev and test have rescore/ results, test at dev's best rescored point.
     --decode-speed true: RTF and WER per beam of the export on test, at dev's scale, in the report.
-    --regularizer true: section 6 with conf/regularizer.conf (epochs of whole passes over the 3%)."""
+    --regularizer true: section 6 with conf/regularizer.conf (epochs of whole passes over the 3%).
+    --nnet-align true: stage 16 realigns every split with the ensemble into exp/tri_nnet, boundaries beside tri's."""
     from asr_kd.decoding.decode import best_point  # noqa: PLC0415
 
     d, _ = mini_run
@@ -133,7 +134,8 @@ def test_mini_optional_stages_on_a_finished_run(recipe, mini_run, tmp_path):
     shutil.copytree(d, run, symlinks=True)
     model_mtime = (run / "exp/baseline/final.pt").stat().st_mtime_ns
     proc = recipe.run("recipes/mini/run.sh", "--size", "tiny", "--dir", str(run), "--rescore", "true",
-                      "--decode-speed", "true", "--regularizer", "true", "--stage", "3", "--stop-stage", "11")
+                      "--decode-speed", "true", "--regularizer", "true", "--nnet-align", "true", "--stage", "3",
+                      "--stop-stage", "16")
     assert "rebuilding" in proc.stderr and (run / "data/lm/4gram.arpa").is_file()
     assert (run / "exp/baseline/final.pt").stat().st_mtime_ns == model_mtime
     assert "ngram 4=" in (run / "data/lm/4gram.arpa").read_text()[:200]
@@ -156,6 +158,11 @@ def test_mini_optional_stages_on_a_finished_run(recipe, mini_run, tmp_path):
     reg = json.loads((run / "exp/regularizer/report.json").read_text())
     assert reg["fraction"] == 0.03 and reg["temperature"] == 2 and reg["passes_per_epoch"] > 1
     assert set(reg["frame_acc"]) == {"baseline_full_data", "hard_0.03", "soft_0.03"}
+    nnet = json.loads((run / "exp/tri_nnet/report.json").read_text())
+    assert set(nnet["splits"]) == {"train", "dev", "test"} and set(nnet["by_stage"]) >= {"tri", "tri_nnet"}
+    assert all(s["fraction_aligned"] > 0.9 and s["sanity"]["boundaries"]["reference_boundaries"] > 0
+               for s in nnet["splits"].values())
+    assert (run / "exp/tri_nnet/pdf_counts.npy").is_file() and (run / "exp/tri_nnet/boundary_offsets.png").is_file()
 
 
 def _kaldi_table(path: Path) -> dict[str, list[str]]:
