@@ -12,7 +12,8 @@ and logged, never fatal):
 * WER: ``exp/decode/<system>/<split>/wer.json`` (``asr-kd decode``) with ``<system>`` the names of
   :func:`asr_kd.nn.model_dirs.run_systems` (``baseline``, ``ensemble``, ``student_T2``); any other decode
   dir is listed too;
-* section 6: ``exp/regularizer/report.json``; alignment: ``exp/tri/report.json`` and ``exp/tri/num_pdfs``;
+* section 6: ``exp/regularizer/report.json``; alignment: ``exp/tri/report.json`` and ``exp/tri/num_pdfs`` (and
+  ``exp/tri_nnet/report.json``, the DNN realignment's, when there is one);
 * corpus: ``data/fbank/<split>/meta.json``; stage wall times: ``exp/done/<step>.done`` (seconds).
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from asr_base.io import read_json
+from data_prep.align.report import stage_summary
 from asr_kd.nn.model_dirs import is_model_dir, member_dirs, run_systems, student_dirs
 from asr_kd.report.summary import ModelInfo, ReportConfig, RunSummary, split_sort_key
 
@@ -161,6 +163,12 @@ def collect(cfg: ReportConfig) -> RunSummary:
     # ---- alignment, corpus, stage times, section 6
     adir = cfg.path(cfg.alignment)
     alignment = _read_json(adir / "report.json", sources)
+    nnet = adir.with_name(adir.name + "_nnet")  # asr-kd align's realignment of the same splits (--nnet-align)
+    realigned = _read_json(nnet / "report.json", sources) if isinstance(alignment, dict) else None
+    if isinstance(realigned, dict) and nnet.name in (realigned.get("by_stage") or {}):
+        alignment = {**alignment, "by_stage": {**(alignment.get("by_stage") or
+                                                  {adir.name: stage_summary(alignment.get("splits") or {})}),
+                                               nnet.name: realigned["by_stage"][nnet.name]}}
     num_pdfs = None
     if (adir / "num_pdfs").is_file():
         try:

@@ -231,16 +231,17 @@ def _alignment_section(run: RunSummary) -> str:
                  f"monophone pdfs: {fmt_int(a.get('mono', {}).get('num_pdfs'))}, triphone Gaussians: "
                  f"{fmt_int(tri.get('num_gauss'))}; alignment stage {fmt(a.get('seconds'), 0)} s.")
     stages = a.get("by_stage") or {}
-    if stages:  # the same splits aligned by every triphone system (data-prep align --lda-mllt)
+    if stages:  # the same splits aligned by every triphone system (--lda-mllt, --sat) and by the DNNs (--nnet-align)
         rows = []
         for name, per_split in stages.items():
             for split, v in sorted(per_split.items(), key=lambda kv: split_sort_key(kv[0])):
                 near = v.get("nearest_within") or {}
                 rows.append([name, split, fmt(v.get("avg_loglik"), 2),
                              *[fmt(100 * near[t] if near.get(t) is not None else None, 1) for t in ("0.01", "0.02", "0.03")]])
-        lines += ["", f"Final system: `{a.get('final_system')}`. Every split aligned by each triphone system (log-likelihoods "
-                      "are of different feature spaces; boundaries: share of reference phone boundaries with one of "
-                      "ours within 10 / 20 / 30 ms):", "",
+        lines += ["", f"Final system: `{a.get('final_system')}`. Every split aligned by each triphone system, and, in "
+                      "`*_nnet`, by the teachers' ensemble on its HMMs (`asr-kd align`; log-likelihoods are of different "
+                      "feature spaces or models; boundaries: share of reference phone boundaries with one of ours within "
+                      "10 / 20 / 30 ms):", "",
                   md_table(["System", "Split", "Avg loglik/frame", "<= 10 ms (%)", "<= 20 ms (%)", "<= 30 ms (%)"], rows,
                            "llrrrr")]
     for png, alt in (("occupancy.png", "state occupancy"), ("boundary_offsets.png", "phone-boundary offsets")):

@@ -177,6 +177,7 @@ if [ "$nnet_align" = true ]; then  # the alignment's lang dir: data/lang, or the
   align_lang=data/lang
   [ -n "$kaldi_ali" ] && align_lang=exp/tri/lang
   run_step 12 nnet_align nnet_align_step "train $eval_parts" "$align_lang" --ensemble exp/teachers
+  if [ 12 -ge "$stage" ] && [ 12 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md --alignment-dir "${gmm_dir#exp/}"; fi
 fi
 
 log "librispeech recipe: stages $stage..$stop_stage done"

@@ -29,7 +29,7 @@
 #  15 error bars (--seeds "1 2 3"): stages 5-10 again for every other seed on the same data, alignment and
 #      graph (seeds/seed_S), then exp/seeds.md: every Table 1 cell as mean +- std over the seeds
 #  16 (--nnet-align true) every split realigned by the teachers' ensemble on the GMM system's HMMs (asr-kd align,
-#      Kaldi's steps/nnet3/align.sh) into exp/<gmm>_nnet, with its boundary agreement beside the GMM's (report.json)
+#      Kaldi's steps/nnet3/align.sh) into exp/<gmm>_nnet, its boundary agreement beside the GMM's; then the report again
 # Usage: bash recipes/mini/run.sh [--stage N] [--stop-stage M] [--size default|tiny] [--jobs 2] ...
 # Outputs go to <dir>/data and <dir>/exp (default dir: recipes/mini). A rerun calls every stage again and
 # each skips what is up to date (its *.stamp.json), so a changed option or input rebuilds what depends on
@@ -180,6 +180,7 @@ fi
 
 if [ "$nnet_align" = true ]; then
   run_step 16 nnet_align nnet_align_step "$splits" data/lang --ensemble exp/teachers
+  if [ 16 -ge "$stage" ] && [ 16 -le "$stop_stage" ]; then asr-kd report --exp exp --data data --out exp/report.md --alignment-dir "${gmm_dir#exp/}"; fi
 fi
 
 log "mini recipe: stages $stage..$stop_stage done; report: $dir/exp/report.md"

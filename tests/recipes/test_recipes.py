@@ -163,6 +163,8 @@ def test_mini_optional_stages_on_a_finished_run(recipe, mini_run, tmp_path):
     assert all(s["fraction_aligned"] > 0.9 and s["sanity"]["boundaries"]["reference_boundaries"] > 0
                for s in nnet["splits"].values())
     assert (run / "exp/tri_nnet/pdf_counts.npy").is_file() and (run / "exp/tri_nnet/boundary_offsets.png").is_file()
+    report = (run / "exp/report.md").read_text()  # rewritten by stage 16: the realignment beside tri
+    assert "| tri | test |" in report and "| tri_nnet | test |" in report
 
 
 def _kaldi_table(path: Path) -> dict[str, list[str]]:
