@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from asr_base.io import read_json
-from data_prep.align.report import stage_summary
 from asr_kd.nn.model_dirs import is_model_dir, member_dirs, run_systems, student_dirs
 from asr_kd.report.summary import ModelInfo, ReportConfig, RunSummary, split_sort_key
+from data_prep.align.report import stage_summary
 
 log = logging.getLogger(__name__)
 

@@ -280,9 +280,8 @@ def run_split_alignment(run: AlignRun, name: str, tri: HmmModel, gmm: DiagGmmSet
     sp = run.split(name)
     if split_front is not None:
         front = split_front(sp, d)
-    labels = np.full(sp.num_frames, -1, np.int32)
     tids = np.zeros(sp.num_frames, np.int32)
-    summ = run.aligner.run_pass(sp, tri, gmm, run.opts, realign=True, accumulate=False, labels=labels, tids=tids,
+    summ = run.aligner.run_pass(sp, tri, gmm, run.opts, realign=True, accumulate=False, tids=tids,
                                 desc=f"align {name}", front=front)
     info = write_split_alignment(d, sp, tids, tri, run.lang, summ.failed, refs, seconds=summ.seconds,
                                  loglik=(summ.align_loglik, summ.align_frames))

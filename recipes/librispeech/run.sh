@@ -14,7 +14,7 @@
 #   8  section-6 regularizer (--regularizer true), 9 frame accuracy + graph + decoding with every model,
 #  10  report (exp/report.md), 11 export of the best student
 #  12  (--nnet-align true) every part realigned by the teachers' ensemble on the GMM system's HMMs (asr-kd align,
-#      Kaldi's steps/nnet3/align.sh) into exp/<gmm>_nnet, e.g. to retrain on it (--align-system does not take it)
+#      Kaldi's steps/nnet3/align.sh) into exp/<gmm>_nnet (the training stages keep the GMM's labels)
 # Models train on GPUs: --ngpu N runs the training stages through torchrun (DDP, one process per GPU).
 # Usage: bash recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--corpus-dir DIR] [--ngpu 8] ...
 # See recipes/librispeech/README.md for expected GPU hours and disk.
