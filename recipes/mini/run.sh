@@ -57,7 +57,7 @@ gmm_feats=mfcc     # the aligner's features: mfcc = 13-dim MFCC + deltas + delta
 decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
 train_hours=""     # e.g. 10: synthesise that many hours of train speech instead of ~2 h (benchmarks/bench_align_scale.py)
 nnet_align=false   # true: stage 16 realigns every split with the teachers' ensemble into exp/tri_nnet (~1 min; not
-                   # used for training: baselines retrained on it decoded worse, README)
+                   # used for training: baselines retrained on it decoded worse, docs/experiments.md)
 align_system=tri   # stage 4's last GMM system, whose tied states the DNNs learn: tri (MFCC + deltas), tri2 (+ LDA+MLLT),
                    # tri3 (+ SAT with per-speaker fMLLR); see gmm_system in recipes/shared/common.sh
 # model seeds: baseline $seed, teacher i 1000*seed+100+i, students 1000*seed+200: no two --seeds share a model
