@@ -165,8 +165,14 @@ class StackedDNN(nn.Module):
                 lin.bias.copy_(b[i])
         return model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: ``(B, D)`` shared by all members or ``(M, B, D)`` one batch per member -> ``(M, B, P)``."""
+    def forward(self, x: torch.Tensor, dropout: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``x``: ``(B, D)`` shared by all members or ``(M, B, D)`` one batch per member -> ``(M, B, P)``.
+
+        ``dropout`` (training only): each hidden unit's output is zeroed with this probability and the rest
+        scaled by ``1 / (1 - dropout)`` (inverted dropout, Srivastava et al. 2014), the masks drawn from
+        ``generator`` so that a resumed run draws the same ones."""
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout {dropout} must be in [0, 1)")
         h = x
         last = len(self.weights) - 1
         for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -176,6 +182,9 @@ class StackedDNN(nn.Module):
                 h = torch.baddbmm(b[:, None, :], h, w)
             if layer < last:
                 h = torch.relu(h)
+                if dropout and self.training:
+                    keep = torch.rand(h.shape, generator=generator, device=h.device) >= dropout
+                    h = h * keep.to(h.dtype) / (1.0 - dropout)
         return h
 
     def flops_per_frame(self) -> int:

@@ -6,7 +6,8 @@ temperature). An *objective* maps the stack's logits ``(M, B, P)``, the inputs a
 loss per member; the sum is minimised, which updates each member by its own loss only.
 
 Per step:   indices (sampler) -> windows (splice on the device; --input-noise / --freq-mask perturb them,
-            the objective sees the same windows) -> logits -> per-member losses -> backward
+            the objective sees the same windows) -> logits (--dropout on the hidden layers) -> per-member
+            losses -> backward
             -> SGD with momentum, one learning rate per member.
 Per epoch:  held-out frame accuracy per member -> the newbob schedule (:mod:`asr_kd.training.newbob`)
             keeps or rejects the epoch and sets each member's learning rate; a rejected epoch restores
@@ -89,6 +90,8 @@ class TrainConfig:
                                           "(e.g. the teachers) sees the same input (asr_kd.training.augment)")
     freq_mask: int = option(0, help="SpecAugment frequency mask of up to this many channels per training "
                                     "window (0: none)")
+    dropout: float = option(0.0, help="dropout probability on every hidden layer's output while training "
+                                      "(0: none; the masks are a function of --seed and the step)")
 
 
 def hard_objective(logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, frame_idx: torch.Tensor) -> torch.Tensor:
@@ -131,6 +134,7 @@ class Trainer:
         self.acc_sums = torch.zeros(4, m, dtype=torch.float64, device=self.device)  # loss, correct, frames, steps
         self.epoch_sums = torch.zeros(2, m, dtype=torch.float64, device=self.device)  # loss, steps (epoch)
         self.amp = config.amp and self.device.type == "cuda"
+        self._gen: torch.Generator | None = None  # this step's random draws (set by _batch)
         self.forward = model
         if world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -231,14 +235,20 @@ class Trainer:
         cfg = self.model.config
         x = self.train.windows(idx[0] if self.shared_input else idx, cfg.left_context, cfg.right_context)
         c = self.cfg
+        self._gen = None
+        if c.input_noise or c.freq_mask or c.dropout:
+            # one generator per step for every random draw of the step (input perturbation, then dropout)
+            self._gen = step_generator(c.seed, self.global_step, self.device)
         if c.input_noise or c.freq_mask:
-            gen = step_generator(c.seed, self.global_step, self.device)
-            x = perturb(x, cfg.feat_dim, c.input_noise, c.freq_mask, gen)
+            x = perturb(x, cfg.feat_dim, c.input_noise, c.freq_mask, self._gen)
         return x, self.train.targets(idx), idx
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.forward(x)
+            if self.cfg.dropout:
+                logits = self.forward(x, self.cfg.dropout, self._gen)
+            else:
+                logits = self.forward(x)
         logits = logits.float()
         losses = self.objective(logits, x, labels, idx)
         for p in self.params:

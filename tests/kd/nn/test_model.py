@@ -75,6 +75,29 @@ def test_stack_equals_members_from_the_same_seeds():
     assert abs(float(w.detach().std()) - math.sqrt(2 / w.shape[1])) < 0.3 * math.sqrt(2 / w.shape[1])
 
 
+@torch.no_grad()
+def test_dropout_only_in_training_and_drawn_from_the_generator():
+    cfg = ModelConfig(num_pdfs=20, feat_dim=8, left_context=2, right_context=1, hidden_layers=2, hidden_dim=256)
+    stack = StackedDNN.init_from_seeds(cfg, [3, 5])
+    x = torch.randn(64, cfg.input_dim)
+    plain = stack(x)
+    gen = lambda: torch.Generator().manual_seed(11)  # noqa: E731
+    a, b = stack(x, 0.5, gen()), stack(x, 0.5, gen())
+    assert torch.equal(a, b) and not torch.equal(a, plain)  # same generator state -> same masks
+    assert not torch.equal(a, stack(x, 0.5, torch.Generator().manual_seed(12)))
+    # inverted dropout keeps the expected activation: with one hidden layer the logits are linear in the mask,
+    # so their mean over many masks approaches the plain logits
+    one = StackedDNN.init_from_seeds(ModelConfig(num_pdfs=20, feat_dim=8, left_context=2, right_context=1,
+                                                 hidden_layers=1, hidden_dim=256), [3])
+    g, ref = gen(), one(x)
+    mean = torch.stack([one(x, 0.2, g) for _ in range(400)]).mean(0)
+    assert float((mean - ref).abs().mean()) < 0.05 * float(ref.abs().mean())
+    stack.eval()
+    assert torch.equal(stack(x, 0.5, gen()), plain)  # evaluation never drops
+    with pytest.raises(ValueError, match="dropout"):
+        stack(x, 1.0)
+
+
 def test_saved_model_loads_with_its_own_weights(tmp_path):
     cfg = ModelConfig(num_pdfs=20, feat_dim=8, left_context=2, right_context=1, hidden_layers=2, hidden_dim=16)
     model = AcousticDNN(cfg)

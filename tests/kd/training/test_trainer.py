@@ -125,6 +125,23 @@ def test_perturbed_windows_reach_the_objective_and_resume_identically(data, tmp_
     assert not torch.equal(next(plain.model.parameters()), next(ref.model.parameters()))
 
 
+def test_dropout_changes_training_and_resumes_identically(data, tmp_path):
+    kw = dict(epochs=2, dropout=0.3)
+    ref = build(data, tmp_path / "ref", **kw)
+    ref.run()
+    part = build(data, tmp_path / "run", max_steps=7, **kw)
+    part.run()
+    resumed = build(data, tmp_path / "run", **kw)
+    resumed.load_checkpoint()
+    resumed.run()
+    for a, b in zip(ref.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)  # the masks are a function of (seed, step), not of the process's RNG
+    plain = build(data, tmp_path / "plain", epochs=2)
+    plain.run()
+    assert not torch.equal(next(plain.model.parameters()), next(ref.model.parameters()))
+    assert ref.best_acc[0] > 100 / 12 * 2  # still learns
+
+
 @pytest.mark.e2e
 def test_ddp_two_gloo_processes_match_single_process(data, tmp_path):
     tr, dv = data[2], data[3]
