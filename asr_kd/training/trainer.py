@@ -245,10 +245,7 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor) -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            if self.cfg.dropout:
-                logits = self.forward(x, self.cfg.dropout, self._gen)
-            else:
-                logits = self.forward(x)
+            logits = self.forward(x, self.cfg.dropout, self._gen)
         logits = logits.float()
         losses = self.objective(logits, x, labels, idx)
         for p in self.params:
