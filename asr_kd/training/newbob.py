@@ -4,7 +4,9 @@ After each epoch, per member that has not stopped: the epoch is *accepted* when 
 beats the member's best (else the trainer restores the best weights). Once the gain over the best drops
 below ``halving_start`` (absolute %) the learning rate is halved, and from then on halved after every epoch
 until the gain drops below ``halving_stop`` (not before ``min_epochs``): the member stops. Halving never starts
-within the first ``keep_lr_epochs`` epochs (a rejected epoch there is still rolled back). A member also
+within the first ``keep_lr_epochs`` epochs (a rejected epoch there is still rolled back), except that an epoch
+which *collapses* -- its accuracy below half the member's best, as when too large a step kills the ReLUs and the net
+predicts one class -- halves the rate at once: retried at the same rate it would collapse again. A member also
 stops after ``epochs``; a stopped member has learning rate 0 and keeps its best weights.
 
 Large minibatches (:func:`scaled_lr`, :func:`warmup_factor`): the initial learning rate is given for a
@@ -25,6 +27,7 @@ import torch
 
 LrScaling = Literal["none", "linear", "sqrt"]
 LR_SCALINGS = get_args(LrScaling)
+COLLAPSE_FRACTION = 0.5  # an epoch below this fraction of the best dev accuracy has collapsed
 
 
 def scaled_lr(lr: float, batch_size: int, base_batch: int, scaling: str) -> float:
@@ -57,6 +60,7 @@ class Newbob:
         self.halving = [False] * num_members
         self.done = [False] * num_members
         self.stop: list[str | None] = [None] * num_members
+        self.collapsed = [False] * num_members  # the last epoch collapsed (module docstring); not checkpointed
 
     @property
     def finished(self) -> bool:
@@ -69,11 +73,13 @@ class Newbob:
         starts within the first ``keep_lr_epochs`` epochs (Kaldi nnet1's ``keep_lr_iters``): one noisy early
         epoch would otherwise halve the rate of a model far from converged."""
         verdicts: list[bool | None] = []
+        self.collapsed = [False] * len(acc)
         for m, a in enumerate(acc):
             if self.done[m]:
                 verdicts.append(None)
                 continue
             gain = a - self.best_acc[m]
+            self.collapsed[m] = a < COLLAPSE_FRACTION * self.best_acc[m]
             verdicts.append(a > self.best_acc[m])
             if verdicts[-1]:
                 self.best_acc[m] = a
@@ -84,6 +90,8 @@ class Newbob:
                     self.lr[m] *= 0.5
             elif gain < halving_start and epoch + 1 > keep_lr_epochs:
                 self.halving[m] = True
+                self.lr[m] *= 0.5
+            elif self.collapsed[m]:  # within keep_lr_epochs: halve, but do not start halving every epoch
                 self.lr[m] *= 0.5
             if epoch + 1 >= epochs and not self.done[m]:
                 self.done[m], self.stop[m] = True, "epochs"

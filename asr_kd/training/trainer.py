@@ -75,7 +75,8 @@ class TrainConfig:
                                             "(abs %%) is below this")
     halving_stop: float = option(0.1, help="newbob: while halving, stop once the gain is below this")
     keep_lr_epochs: int = option(0, help="newbob: no halving within the first N epochs (Kaldi nnet1's "
-                                         "keep_lr_iters), so one noisy early epoch cannot halve the rate")
+                                         "keep_lr_iters), so one noisy early epoch cannot halve the rate (one that "
+                                         "collapses below half the best accuracy still does)")
     epoch_frames: int | None = option(None, help="frames per epoch (none: all usable frames)")
     checkpoint_every: int = option(500, help="steps between checkpoints")
     log_every: int = option(50, help="steps between log lines")
@@ -288,6 +289,11 @@ class Trainer:
         for m, accepted in enumerate(verdicts):
             if accepted is None:
                 continue
+            if self.schedule.collapsed[m] and self.rank == 0:
+                log.warning("member %d: epoch %d collapsed (dev frame acc %.2f against its best %.2f): back to the "
+                            "best weights at half the learning rate (%.4g); if it recurs, lower --lr or lengthen "
+                            "--warmup-steps", m, self.epoch, acc[m], self.schedule.best_acc[m],
+                            float(self.schedule.lr[m]))
             params, best = self._member_params(self.params, m), self._member_params(self.best, m)
             if accepted:
                 for b, p in zip(best, params):

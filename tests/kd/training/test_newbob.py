@@ -45,3 +45,15 @@ def test_keep_lr_epochs_delays_halving():
     plain.end_epoch([50.0], 0, **kw)
     plain.end_epoch([49.0], 1, **kw)
     assert plain.halving == [True]  # without it the noisy epoch would have started halving
+
+
+def test_collapsed_epoch_halves_the_rate_even_while_it_is_kept():
+    kw = dict(epochs=10, min_epochs=2, halving_start=1.0, halving_stop=0.5, keep_lr_epochs=5)
+    s = Newbob(2, lr=0.1)
+    s.end_epoch([30.0, 30.0], 0, **kw)
+    assert s.collapsed == [False, False]  # nothing to collapse from on the first epoch
+    assert s.end_epoch([2.0, 29.0], 1, **kw) == [False, False]  # member 0 predicts one class: collapsed
+    assert s.collapsed == [True, False]
+    assert s.lr.tolist() == pytest.approx([0.05, 0.1]) and s.halving == [False, False]  # a noisy epoch keeps its rate
+    assert s.end_epoch([40.0, 31.0], 2, **kw) == [True, True] and s.collapsed == [False, False]
+    assert s.lr.tolist() == pytest.approx([0.05, 0.1])  # no halving every epoch after a collapse
