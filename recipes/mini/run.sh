@@ -55,6 +55,8 @@ rescore=false      # true: stage 3 also estimates a 4-gram and stage 9 rescores 
 gmm_feats=mfcc     # the aligner's features: mfcc = 13-dim MFCC + deltas + delta-deltas (data/mfcc, conf/mfcc.conf;
                    # Kaldi's train_mono / train_deltas front end); fbank = the DNNs' 40-dim store
 decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
+dev_held_out=false # true: half of dev's speakers on the test-only voice too, as in test (dev drawn like test; train and
+                   # test unchanged; data-prep synth-corpus --held-out-in-dev, docs/experiments.md)
 train_hours=""     # e.g. 10: synthesise that many hours of train speech instead of ~2 h (benchmarks/bench_align_scale.py)
 nnet_align=false   # true: stage 16 realigns every split with the teachers' ensemble into exp/tri_nnet (~1 min; not
                    # used for training: baselines retrained on it decoded worse, docs/experiments.md)
@@ -64,7 +66,7 @@ align_system=tri   # stage 4's last GMM system, whose tied states the DNNs learn
 dir=$here          # where data/ and exp/ go
 conf=$here/conf
 _recipe_options="stage stop_stage size jobs seed num_teachers regularizer decode_systems beyond seeds rescore"
-_recipe_options+=" decode_speed gmm_feats align_system train_hours nnet_align dir conf"
+_recipe_options+=" decode_speed gmm_feats align_system train_hours nnet_align dev_held_out dir conf"
 parse_options "$@"
 
 bash "$repo/scripts/setup_env.sh"
@@ -90,6 +92,7 @@ if [ "$size" = tiny ]; then
   speed_opts=(--beams 5 7 --max-active 1000)
 fi
 if [ -n "$train_hours" ]; then synth_opts+=(--train-hours "$train_hours"); fi
+if [ "$dev_held_out" = true ]; then synth_opts+=(--held-out-in-dev); fi
 gmm_feature_opts
 gmm_system
 data_opts=(--train-feats data/fbank/train --train-labels "$gmm_dir/ali/train/pdf.npy"

@@ -86,7 +86,7 @@ def plan_speakers(cfg: SynthConfig) -> list[SpeakerSpec]:
         n = cfg.num_speakers(split)
         rng = _rng(cfg.seed, 1, _split_index(split))
         bases: list[str] = []
-        if split == "test":  # at least half of test (and at least one speaker) on held-out voices
+        if split == "test" or (split == "dev" and cfg.held_out_in_dev):  # at least half (and one) on held-out voices
             n_held = max(1, math.ceil(n / 2))
             bases += [cfg.test_only_voices[i % len(cfg.test_only_voices)] for i in range(n_held)]
         n_rest = n - len(bases)

@@ -32,10 +32,13 @@ class SynthConfig:
     num_train_speakers: int = option(40, help="train speakers")
     num_dev_speakers: int = option(8, help="dev speakers (unseen in train)")
     num_test_speakers: int = option(8, help="test speakers (unseen in train)")
-    # Base voices for train and dev (and for the rest of test); test_only_voices are held out for test.
+    # Base voices for train and dev (and for the rest of test); test_only_voices are held out of train: half of test's
+    # speakers (and, with held_out_in_dev, half of dev's) are made from them.
     voices: tuple[str, ...] = option(tuple(v for v in NATURAL_VOICES if v not in DEFAULT_TEST_ONLY),
                                      help="comma-separated base voices for train/dev")
-    test_only_voices: tuple[str, ...] = option(DEFAULT_TEST_ONLY, help="base voices held out for test")
+    test_only_voices: tuple[str, ...] = option(DEFAULT_TEST_ONLY, help="base voices held out of train, for test")
+    held_out_in_dev: bool = option(False, help="half of dev's speakers on the test-only voices too, so that dev, "
+                                               "which selects, is drawn like test (train and test are unchanged)")
     espeak_voices: tuple[str, ...] = option(ESPEAK_VOICES, help="espeak-ng voices")
     espeak_fraction: float = option(0.15, help="share of speakers per split on espeak-ng voices")
     utt_seconds: tuple[float, float] = option((8.0, 15.0), help="min and max planned utterance length (s)")
@@ -111,6 +114,8 @@ class SynthConfig:
 
     def identity(self) -> dict:
         d = json.loads(json.dumps(asdict(self)))  # tuples -> lists, as read back from JSON
+        if not self.held_out_in_dev:  # added later: corpora made before it keep their identity
+            del d["held_out_in_dev"]
         d["format_version"] = FORMAT_VERSION
         d["text_sources"] = text_sources_fingerprint()
         return d

@@ -64,3 +64,19 @@ def test_plan_is_deterministic_and_seed_dependent(tmp_path):
     assert a.chapters == b.chapters and a.speakers == b.speakers
     c = plan_corpus(dataclasses.replace(cfg, seed=4), tmp_path, sents)
     assert [u.words for t in a.chapters for u in t.utts] != [u.words for t in c.chapters for u in t.utts]
+
+
+def test_held_out_in_dev_changes_only_dev(tmp_path):
+    cfg = SynthConfig()
+    sents = list(harvest_pool(cfg.min_words, cfg.max_words)[0])
+    a = plan_corpus(cfg, tmp_path, sents)
+    b = plan_corpus(dataclasses.replace(cfg, held_out_in_dev=True), tmp_path, sents)
+    for split in ("train", "test"):
+        assert [x for x in a.speakers if x.split == split] == [x for x in b.speakers if x.split == split]
+        assert [t for t in a.chapters if t.split == split] == [t for t in b.chapters if t.split == split]
+    dev_a, dev_b = ([x.voice for x in p.speakers if x.split == "dev"] for p in (a, b))
+    assert not set(cfg.test_only_voices) & set(dev_a)
+    assert sum(v in cfg.test_only_voices for v in dev_b) == 4  # half of the 8 dev speakers
+    assert len({x.speaker_id for x in b.speakers}) == 56
+    assert "held_out_in_dev" not in cfg.identity() and b.speakers != a.speakers
+    assert dataclasses.replace(cfg, held_out_in_dev=True).identity()["held_out_in_dev"] is True
