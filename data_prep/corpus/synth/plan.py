@@ -1,6 +1,7 @@
 """Planning the synthetic corpus: every random choice, made up front from the seed.
 
-Speakers (base voice + sox perturbation, dev/test speakers unseen in train, held-out voices in test),
+Speakers (base voice + sox perturbation, dev/test speakers unseen in train, held-out voices in test and, with
+``held_out_in_dev``, in dev),
 disjoint sentence pools per split, and chapters of utterances (sentences, noise SNR, pads, noise seed).
 The workers (:mod:`data_prep.corpus.synth.chapters`) only execute the plan, so the corpus does not
 depend on the number of jobs.
