@@ -55,8 +55,10 @@ rescore=false      # true: stage 3 also estimates a 4-gram and stage 9 rescores 
 gmm_feats=mfcc     # the aligner's features: mfcc = 13-dim MFCC + deltas + delta-deltas (data/mfcc, conf/mfcc.conf;
                    # Kaldi's train_mono / train_deltas front end); fbank = the DNNs' 40-dim store
 decode_speed=false # true: stage 11 also measures RTF and WER per beam of the exported student on test
-dev_held_out=false # true: half of dev's speakers on the test-only voice too, as in test (dev drawn like test; train and
-                   # test unchanged; data-prep synth-corpus --held-out-in-dev, docs/experiments.md)
+dev_held_out=true  # half of dev's speakers on the test-only voice too, as in test, so that dev (which selects every
+                   # model's stop, T and the LM weights) is drawn like test; train and test are the same either way.
+                   # false: dev's speakers only on voices heard in training (the default until 2026-11-29; data-prep
+                   # synth-corpus --held-out-in-dev, docs/experiments.md)
 train_hours=""     # e.g. 10: synthesise that many hours of train speech instead of ~2 h (benchmarks/bench_align_scale.py)
 nnet_align=false   # true: stage 16 realigns every split with the teachers' ensemble into exp/tri_nnet (~1 min; not
                    # used for training: baselines retrained on it decoded worse, docs/experiments.md)
