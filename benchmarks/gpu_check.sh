@@ -44,6 +44,10 @@ elif [ -d .whl ]; then
   log "creating .venv on the system torch + carried wheels"
   rm -rf .venv
   python3 -m venv --system-site-packages .venv &&
+    # the image's python3 may itself be a venv, whose packages (torch) a child venv does not see: a .pth
+    # file puts python3's whole sys.path after the venv's own site-packages
+    python3 -c 'import os, sys; print("\n".join(p for p in sys.path if p and os.path.isdir(p)))' \
+      > "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_system_python.pth" &&
     .venv/bin/python -m pip install -q --no-index --no-deps --no-compile --find-links .whl .whl/*.whl &&
     .venv/bin/python -m pip install -q --no-index --no-deps --no-build-isolation -e . &&
     cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1 > .venv/.asr-kd-stamp  # setup_env: ready

@@ -62,6 +62,29 @@ def test_stacked_members_train_like_separate_models(data, tmp_path):
         assert stack.best_acc[m] == pytest.approx(single.best_acc[0], abs=0.2)
 
 
+def test_sgd_update_is_the_per_parameter_formula_bit_for_bit(data, tmp_path):
+    """The multi-tensor update equals the per-tensor ops ``buf = m * buf + (grad + wd * p)``,
+    ``p -= lr[member] * buf`` (the trainer's update before it was batched) bit for bit on a CPU."""
+    t = build(data, tmp_path, seeds=(1, 2, 3), weight_decay=1e-3, warmup_steps=4)
+    t.schedule.lr = torch.tensor([0.05, 0.025, 0.0], dtype=torch.float64)  # halved / stopped members
+    g = torch.Generator().manual_seed(0)
+    for p in t.params:
+        p.grad = torch.randn(p.shape, generator=g)
+    for b in t.momentum:
+        b.copy_(torch.randn(b.shape, generator=g))
+    want_p, want_b = [], []
+    lr = t.schedule.lr * (1 / 4)  # the first warm-up step
+    for p, buf in zip(t.params, t.momentum):
+        b = buf.mul(0.9).add(p.grad.add(p.detach(), alpha=1e-3))
+        want_b.append(b)
+        want_p.append(p.detach().sub(lr.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1)) * b))
+    with torch.no_grad():
+        t._sgd_update()
+    for p, b, wp, wb in zip(t.params, t.momentum, want_p, want_b):
+        assert torch.equal(b, wb) and torch.equal(p.detach(), wp)
+    assert torch.equal(t.params[0][2], want_p[0][2])  # a stopped member's rows keep their values
+
+
 def test_newbob_halving_and_early_stop(data, tmp_path):
     # after the first epoch (infinite gain over nothing) every gain is too small: halve each epoch
     t = build(data, tmp_path / "a", halving_start=1e9, halving_stop=-1e9, epochs=4)
