@@ -24,7 +24,7 @@ model, momentum, best weights, schedule, sampler position and RNG state: ``--res
 bit-identically (the sampler is a pure function of seed, epoch and step). Data parallel through
 ``torchrun`` (DistributedDataParallel; NCCL on GPUs, gloo on CPUs): every global batch is split evenly
 across ranks, so gradients equal the single-process ones. On a GPU: bf16 autocast, optional
-``torch.compile``.
+``torch.compile`` of the model and of the multi-tensor SGD update.
 """
 
 from __future__ import annotations

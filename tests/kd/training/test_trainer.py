@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import torch
 
 from asr_kd.training.frame_data import FrameSampler, FrameSplit
 from asr_kd.nn.model import ModelConfig, StackedDNN, load_model
-from asr_kd.training.trainer import TrainConfig, Trainer, hard_objective
+from asr_kd.training.trainer import TrainConfig, Trainer, hard_objective, sgd_momentum_
 
 MCFG = ModelConfig(num_pdfs=12, feat_dim=8, left_context=2, right_context=1, hidden_layers=2, hidden_dim=32)
 
@@ -84,6 +85,26 @@ def test_sgd_update_is_the_per_parameter_formula_bit_for_bit(data, tmp_path):
     for p, b, wp, wb in zip(t.params, t.momentum, want_p, want_b):
         assert torch.equal(b, wb) and torch.equal(p.detach(), wp)
     assert torch.equal(t.params[0][2], stopped)  # the stopped member (rate 0) keeps its weights
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile on a CPU needs a C compiler")
+def test_sgd_update_compiles_as_one_graph_and_matches_eager():
+    """``--compile`` compiles the update on a GPU, which CI lacks: here it compiles on the CPU, without a graph
+    break (fullgraph) or a recompilation when the rates change, and matches the eager update."""
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 8, 16), (3, 16), (3, 16, 12), (3, 12)]
+    rand = lambda: [torch.randn(s, generator=g) for s in shapes]  # noqa: E731
+    grads, params, bufs = rand(), rand(), rand()
+    p2, b2 = [p.clone() for p in params], [b.clone() for b in bufs]
+    compiled = torch.compile(sgd_momentum_, fullgraph=True)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for step in range(3):
+            lr = torch.tensor([0.05, 0.02, 0.0]) / (step + 1)
+            lrs = [lr.view(-1, 1, 1) if p.dim() == 3 else lr.view(-1, 1) for p in params]
+            sgd_momentum_(grads, params, bufs, lrs, 0.9, 1e-3)
+            compiled(grads, p2, b2, lrs, 0.9, 1e-3)
+    for a, b in zip(params + bufs, p2 + b2):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
 def test_newbob_halving_and_early_stop(data, tmp_path):
