@@ -124,7 +124,8 @@ def run_case(name: str, cfg: ModelConfig, batch: int, split: FrameSplit, device:
     nt, temps = args.teachers, args.temperatures
     teachers = None
     if name in ("sweep", "teachers"):
-        teachers = TeacherEnsemble(StackedDNN.init_from_seeds(cfg, list(range(nt))).to(device), amp=amp)
+        teachers = TeacherEnsemble(StackedDNN.init_from_seeds(cfg, list(range(nt))).to(device), amp=amp,
+                                   compile=args.compile)
     if name == "baseline":
         tr = make_trainer(cfg, StackedDNN.init_from_seeds(cfg, [0]), hard_objective, split, batch, 1, device, args)
         fn, parts, frames = step_fn(tr), [(1, True)], batch

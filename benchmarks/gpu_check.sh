@@ -12,7 +12,7 @@
 #   mini     the tiny mini recipe, stages 5-9 (baseline, teachers, students, frame accuracy, graph, decode)
 #            with --device cuda --compile (bf16 autocast is the GPU default) on the carried .gpu_mini/
 #            (stages 0-4 run on a CPU by benchmarks/gpu_wheels.sh: the GPU image cannot synthesise speech)
-#   compile  (b) and (c) with --compile at batch 1024 (last: it gets what is left of the budget)
+#   compile  (b), (c) and (d) with --compile at batch 1024 (last: it gets what is left of the budget)
 # Without a CUDA device every GPU part is skipped with a message (the GPU tests skip themselves), so the
 # script also runs on a CPU-only machine. Prepare on a machine with registry access:
 #   bash benchmarks/gpu_wheels.sh        # -> .whl/ (cp312 wheels) and .gpu_mini/ (tiny recipe, stages 0-4)
@@ -131,13 +131,13 @@ else
   skip mini "the tiny mini recipe with --device cuda --compile"
 fi
 
-# ---- compile: (b) and (c) compiled (last: torch.compile's first call is slow; it gets what is left)
+# ---- compile: (b), (c) and (d) compiled (last: torch.compile's first call is slow; it gets what is left)
 if [ -n "$gpu" ]; then
   t=$SECONDS
-  timeout "$(left 100)" "$py" benchmarks/bench_train.py --paper-size --device cuda --compile --cases ensemble sweep \
+  timeout "$(left 100)" "$py" benchmarks/bench_train.py --paper-size --device cuda --compile --cases ensemble sweep teachers \
     --batch-sizes 1024 --steps 8 2>&1 | tee "$out/bench_compile.log" | grep -v "it/s"
   rc=${PIPESTATUS[0]}
-  res=$(awk '$1=="ensemble"||$1=="sweep"{printf "%s@%s %s  ", $1, $2, $7}' "$out/bench_compile.log")
+  res=$(awk '$1=="ensemble"||$1=="sweep"||$1=="teachers"{printf "%s@%s %s  ", $1, $2, $7}' "$out/bench_compile.log")
   row compile "$([ "$rc" = 0 ] && echo ok || echo "FAILED")" $((SECONDS - t)) "compiled, ratio: $res"
 else
   skip compile "bench_train.py --compile"

@@ -153,7 +153,8 @@ def distill(opts: StageOptions, cfg: DistillConfig) -> int:
     ctx = start_training(opts, [step], done, state_dir)
     if ctx is None:
         return 0
-    teachers = TeacherEnsemble.load(teacher_dirs, ctx.device, cfg.ensemble_mean, amp=opts.train.amp)
+    teachers = TeacherEnsemble.load(teacher_dirs, ctx.device, cfg.ensemble_mean, amp=opts.train.amp,
+                                    compile=opts.train.compile)
     mcfg, tc = cfg.student_config(opts.model), teachers.config
     if (tc.num_pdfs, tc.feat_dim, tc.left_context, tc.right_context) != (mcfg.num_pdfs, mcfg.feat_dim,
                                                                           mcfg.left_context, mcfg.right_context):

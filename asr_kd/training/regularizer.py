@@ -82,7 +82,7 @@ def run_regularizer(opts: StageOptions, cfg: RegularizerConfig) -> int:
     subset = ctx.train.utterance_subset(cfg.fraction, seed)
     log.info("training on %.1f%% of the utterances: %d of %d usable frames", 100 * cfg.fraction, subset.num_usable,
              ctx.train.num_usable)
-    teachers = TeacherEnsemble.load(teacher_dirs, ctx.device, "arithmetic", amp=tcfg.amp)
+    teachers = TeacherEnsemble.load(teacher_dirs, ctx.device, "arithmetic", amp=tcfg.amp, compile=tcfg.compile)
     model = StackedDNN.init_from_seeds(opts.model, [seed, seed]).to(ctx.device)
     # an epoch as long as the full-data models' (--epoch-frames), made of passes over the small subset: newbob's
     # per-epoch gain thresholds then mean what they mean there (with one pass per epoch, a 3% subset's epochs

@@ -85,7 +85,7 @@ class TrainConfig:
     seed: int = option(1, help="random seed (initialisation and frame order)")
     device: str = option("auto", help="auto|cpu|cuda (auto: cuda when available)")
     amp: bool = option(True, help="bf16 autocast on a GPU (--no-amp: float32)")
-    compile: bool = option(False, help="torch.compile the model and its SGD update (GPU only)")
+    compile: bool = option(False, help="torch.compile the model, its SGD update and the teachers' targets (GPU only)")
     max_steps: int | None = option(None, help="stop (resumably) after this many global steps")
     input_noise: float = option(0.0, help="std of Gaussian noise added to the training windows; the objective "
                                           "(e.g. the teachers) sees the same input (asr_kd.training.augment)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -82,3 +84,16 @@ def test_topk_cache_reproduces_targets(make_corpus, tmp_path):
     assert torch.allclose(top3.sum(-1), torch.ones(2, 10), atol=1e-5)
     v, i = exact.topk(3, -1)
     assert torch.allclose(top3.gather(-1, i), v, atol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile on a CPU needs a C compiler")
+@pytest.mark.parametrize("mean", ["arithmetic", "geometric"])
+def test_compiled_targets_from_bf16_logits_match_eager(mean):
+    """``--compile`` (GPU only) compiles the targets from the teachers' raw bf16 logits; CI has no GPU, so the
+    compiled function is checked here on the CPU: one graph, and the eager values from the widened logits."""
+    z = (4 * torch.randn(3, 16, 50, generator=torch.Generator().manual_seed(0))).to(torch.bfloat16)
+    compiled = torch.compile(ensemble_probs, fullgraph=True)
+    got = compiled(z, [2.0, 5.0], mean)
+    assert got.dtype == torch.float32 and got.shape == (2, 16, 50)
+    torch.testing.assert_close(got, ensemble_probs(z.float(), [2.0, 5.0], mean), rtol=1e-5, atol=1e-7)
+    assert TeacherEnsemble(StackedDNN.init_from_seeds(CFG, [1]), compile=True)._targets is None  # on a CPU the teachers' targets stay eager (bit-identical to before)
