@@ -92,16 +92,17 @@ class TeacherEnsemble:
         return self.stack.num_members
 
     @torch.no_grad()
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(Mt, B, P)`` member logits as the stack computes them (bf16 under autocast on a GPU)."""
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            return self.stack(x).float()
+            return self.stack(x)
 
-    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.raw_logits(x).float()
+
     def probs(self, x: torch.Tensor, temperatures: list[float] | float) -> torch.Tensor:
-        if self._targets is not None:
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                z = self.stack(x)
-            return self._targets(z, temperatures, self.mean)  # widened to float32 inside (_full)
+        if self._targets is not None:  # widened to float32 inside the compiled kernels (_full)
+            return self._targets(self.raw_logits(x), temperatures, self.mean)
         return ensemble_probs(self.logits(x), temperatures, self.mean)
 
 
