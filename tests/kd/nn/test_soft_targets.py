@@ -96,4 +96,5 @@ def test_compiled_targets_from_bf16_logits_match_eager(mean):
     got = compiled(z, [2.0, 5.0], mean)
     assert got.dtype == torch.float32 and got.shape == (2, 16, 50)
     torch.testing.assert_close(got, ensemble_probs(z.float(), [2.0, 5.0], mean), rtol=1e-5, atol=1e-7)
-    assert TeacherEnsemble(StackedDNN.init_from_seeds(CFG, [1]), compile=True)._targets is None  # on a CPU the teachers' targets stay eager (bit-identical to before)
+    # on a CPU the teachers' targets stay eager (bit-identical to before)
+    assert TeacherEnsemble(StackedDNN.init_from_seeds(CFG, [1]), compile=True)._targets is None
